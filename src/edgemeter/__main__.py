@@ -1,0 +1,3 @@
+from edgemeter.cli import main
+
+main()
