@@ -1,0 +1,82 @@
+"""onnxruntime on the CPU execution provider."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from edgemeter.backends.base import Backend, Option, Runner, onnx_inputs
+from edgemeter.errors import ModelError
+
+# Option value -> onnxruntime GraphOptimizationLevel member.
+OPTIMIZATION_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+                       "extended": "ORT_ENABLE_EXTENDED", "layout": "ORT_ENABLE_LAYOUT",
+                       "all": "ORT_ENABLE_ALL"}
+
+
+class OnnxRuntimeCPU(Backend):
+    """onnxruntime, CPU execution provider (sequential execution, intra-op threads)."""
+
+    name = "onnxruntime-cpu"
+    extra = "onnxruntime"
+    requires = "onnxruntime"
+    options = {"graph_optimization_level": Option("all", tuple(OPTIMIZATION_LEVELS),
+                                                  help="graph rewrites onnxruntime applies")}
+
+    def runtime_environment(self) -> dict[str, Any]:
+        ort = self.runtime()
+        return {"runtime": "onnxruntime", "runtime_version": ort.__version__,
+                "precision": "f32", "device": "CPUExecutionProvider"}
+
+    def session(self, model_path: Path, profile_prefix: str | None = None):
+        ort = self.runtime()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        level = OPTIMIZATION_LEVELS[self.config["graph_optimization_level"]]
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        if profile_prefix:
+            opts.enable_profiling = True
+            opts.profile_file_prefix = profile_prefix
+        try:
+            return ort.InferenceSession(str(model_path), opts,
+                                        providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented
+            raise ModelError(f"onnxruntime rejects {model_path.name}: {exc}") from None
+
+    def load(self, model_path: Path) -> Runner:
+        return OnnxRuntimeRunner(self, model_path)
+
+
+class OnnxRuntimeRunner(Runner):
+    def __init__(self, backend: OnnxRuntimeCPU, model_path: Path):
+        self.backend, self.model_path = backend, model_path
+        self.inputs = onnx_inputs(model_path)
+        self.session = backend.session(model_path)
+
+    def run(self) -> None:
+        self.session.run(None, self.inputs)
+
+    def node_times(self, runs: int) -> dict[str, float]:
+        """Mean per-node kernel time from onnxruntime's profiler, in a separate profiled session
+        (the profiler slows node-heavy models, so timed runs never use it). Nodes onnxruntime
+        fused are reported under the fused node's name."""
+        with tempfile.TemporaryDirectory(prefix="edgemeter-ort-") as tmp:
+            session = self.backend.session(self.model_path, os.path.join(tmp, "profile"))
+            for _ in range(runs + 1):  # the first run warms up and is dropped
+                session.run(None, self.inputs)
+            events = json.loads(Path(session.end_profiling()).read_text())
+        runs_done = sorted(e["ts"] + e["dur"] for e in events if e.get("name") == "model_run")
+        warm = runs_done[0]
+        totals: dict[str, float] = defaultdict(float)
+        for e in events:
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] > warm:
+                totals[e["name"].removesuffix("_kernel_time")] += e["dur"] / 1000
+        return {node: total / runs for node, total in totals.items()}
+
+    def close(self) -> None:
+        self.session = None

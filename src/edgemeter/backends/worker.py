@@ -1,0 +1,54 @@
+"""One round of the measurement protocol, in a fresh process.
+
+Reads a JSON payload on stdin (backend import target and settings, model path, warm-up, repeats,
+profiled runs, result file) and writes the result file: ``samples_ms``, ``env`` and
+``node_times_ms``, or ``error``. A crash or a hang leaves no result file; the parent reports it.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from edgemeter.errors import EdgemeterError
+
+
+def run_round(payload: dict[str, Any]) -> dict[str, Any]:
+    from edgemeter.backends import load_target
+
+    backend = load_target(payload["target"])(**payload["config"])
+    env = backend.environment()
+    runner = backend.load(Path(payload["model"]))
+    try:
+        for _ in range(payload["warmup"]):
+            runner.run()
+        samples = []
+        for _ in range(payload["repeats"]):
+            start = time.perf_counter()
+            runner.run()
+            samples.append((time.perf_counter() - start) * 1000)
+        node_times = runner.node_times(payload["profile_runs"]) if payload["profile_runs"] else None
+    finally:
+        runner.close()
+    return {"samples_ms": samples, "env": env, "node_times_ms": node_times}
+
+
+def main() -> None:
+    payload = json.loads(sys.stdin.read())
+    # The parent's import path: backends registered from a test or notebook module resolve here.
+    sys.path.extend(p for p in payload["sys_path"] if p not in sys.path)
+    try:
+        result = run_round(payload)
+    except EdgemeterError as exc:
+        result = {"error": str(exc)}
+    except Exception as exc:  # a runtime's own exception: the reason is all the parent needs
+        traceback.print_exc()
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    Path(payload["result"]).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
