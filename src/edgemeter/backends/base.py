@@ -50,6 +50,11 @@ class Runner(ABC):
     def run(self) -> None:
         """Run one inference on the fixed inputs and wait for its outputs."""
 
+    def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """One inference on ``inputs`` (tensor name -> array); the outputs by tensor name.
+        Chaining runners (heterogeneous execution, :mod:`edgemeter.pareto`) needs it."""
+        raise ConfigError(f"{type(self).__name__} cannot run on given inputs")
+
     def node_times(self, runs: int) -> dict[str, float] | None:
         """Mean per-node (or per-layer) time in ms over ``runs`` profiled inferences, from the
         runtime's own profiler; keys are ONNX node names where the runtime keeps them. None when

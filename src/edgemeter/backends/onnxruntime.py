@@ -61,6 +61,10 @@ class OnnxRuntimeRunner(Runner):
     def run(self) -> None:
         self.session.run(None, self.inputs)
 
+    def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        names = [out.name for out in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, inputs)))
+
     def node_times(self, runs: int) -> dict[str, float]:
         """Mean per-node kernel time from onnxruntime's profiler, in a separate profiled session
         (the profiler slows node-heavy models, so timed runs never use it). Nodes onnxruntime
