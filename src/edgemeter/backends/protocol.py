@@ -78,6 +78,7 @@ class Measurement:
     stable: bool = False
     env: dict[str, Any] = field(default_factory=dict)
     node_times_ms: dict[str, float] | None = None
+    max_rss_kb: int | None = None       # peak resident memory of the measuring processes
     error: str | None = None
     protocol: dict[str, Any] = field(default_factory=dict)
 
@@ -204,6 +205,7 @@ def measure(model_path: str | Path, backend_name: str, config: dict[str, Any] | 
             out = run_child(payload, protocol.timeout_s, backend.threads)
             rounds.append(out["samples_ms"])
             result.env = out["env"]
+            result.max_rss_kb = max(result.max_rss_kb or 0, out["max_rss_kb"])
             result.samples_ms = [s for r in rounds for s in r]
             result.__dict__.update(summarize(rounds))
             result.stable = is_stable(result.spread, protocol.target_cv)

@@ -7,6 +7,7 @@ profiled runs, result file) and writes the result file: ``samples_ms``, ``env`` 
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import time
 import traceback
@@ -33,7 +34,9 @@ def run_round(payload: dict[str, Any]) -> dict[str, Any]:
         node_times = runner.node_times(payload["profile_runs"]) if payload["profile_runs"] else None
     finally:
         runner.close()
-    return {"samples_ms": samples, "env": env, "node_times_ms": node_times}
+    # Peak resident memory of this fresh process (KiB on Linux): runtime, model and buffers.
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"samples_ms": samples, "env": env, "node_times_ms": node_times, "max_rss_kb": peak_kb}
 
 
 def main() -> None:
