@@ -1,0 +1,63 @@
+"""LiteRT (TensorFlow Lite) interpreter with its default XNNPACK delegate on the CPU.
+
+Runs .tflite files as they are; ONNX models are converted first with
+:func:`edgemeter.converters.tflite.onnx_to_tflite`, which needs no TensorFlow.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgemeter.backends.base import Backend, Runner
+from edgemeter.errors import ModelError
+
+
+class LiteRTXNNPACK(Backend):
+    """LiteRT interpreter, XNNPACK delegate, f32 (ONNX models converted to .tflite)."""
+
+    name = "litert-xnnpack"
+    extra = "litert"
+    requires = "ai_edge_litert"
+
+    def runtime_environment(self) -> dict[str, Any]:
+        from importlib.metadata import version
+        return {"runtime": "litert", "runtime_version": version("ai-edge-litert"),
+                "precision": "f32", "device": "CPU (XNNPACK)"}
+
+    def load(self, model_path: Path) -> Runner:
+        if model_path.suffix.lower() == ".tflite":
+            return LiteRTRunner(self, model_path.read_bytes(), model_path.name)
+        from edgemeter.converters.tflite import onnx_to_tflite
+
+        with tempfile.TemporaryDirectory(prefix="edgemeter-litert-") as tmp:
+            tflite_path = Path(tmp) / f"{model_path.stem}.tflite"
+            onnx_to_tflite(model_path, tflite_path)
+            return LiteRTRunner(self, tflite_path.read_bytes(), model_path.name)
+
+
+class LiteRTRunner(Runner):
+    def __init__(self, backend: LiteRTXNNPACK, model: bytes, label: str):
+        import numpy as np
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        try:
+            # AUTO = built-in kernels with the default delegates, which is XNNPACK on CPU.
+            self.interpreter = Interpreter(
+                model_content=model, num_threads=backend.threads,
+                experimental_op_resolver_type=OpResolverType.AUTO)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"litert rejects {label}: {exc}") from None
+        rng = np.random.default_rng(0)
+        for detail in self.interpreter.get_input_details():
+            dtype = np.dtype(detail["dtype"])
+            value = (rng.standard_normal(detail["shape"]) if np.issubdtype(dtype, np.floating)
+                     else rng.integers(0, 2, detail["shape"]))
+            self.interpreter.set_tensor(detail["index"], value.astype(dtype))
+
+    def run(self) -> None:
+        self.interpreter.invoke()
+
+    def close(self) -> None:
+        self.interpreter = None

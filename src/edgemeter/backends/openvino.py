@@ -1,0 +1,101 @@
+"""OpenVINO on the CPU, with the inference precision set explicitly.
+
+OpenVINO's CPU plugin silently runs bf16 on CPUs with AVX512-BF16/AMX, 2-6x faster than f32, so a
+latency without its precision means little: f32 and bf16 are separate backends.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from edgemeter.backends.base import Backend, Runner, onnx_inputs
+from edgemeter.errors import ConfigError, ModelError
+
+
+class OpenVINOCPU(Backend):
+    """OpenVINO CPU plugin (base of the precision-specific backends)."""
+
+    extra = "openvino"
+    requires = "openvino"
+    precision: ClassVar[str]
+
+    def runtime_environment(self) -> dict[str, Any]:
+        ov = self.runtime()
+        return {"runtime": "openvino", "runtime_version": ov.get_version(),
+                "precision": self.precision,
+                "device": ov.Core().get_property("CPU", "FULL_DEVICE_NAME")}
+
+    def compile(self, model_path: Path, profile: bool = False):
+        ov = self.runtime()
+        core = ov.Core()
+        try:
+            model = core.read_model(str(model_path))
+        except Exception as exc:  # OpenVINO raises RuntimeError/GeneralFailure for rejected ops
+            raise ModelError(f"openvino rejects {model_path.name}: {_first_line(exc)}") from None
+        config = {"INFERENCE_PRECISION_HINT": self.precision,
+                  "INFERENCE_NUM_THREADS": self.threads, "NUM_STREAMS": 1,
+                  "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": profile}
+        try:
+            compiled = core.compile_model(model, "CPU", config)
+        except Exception as exc:
+            raise ModelError(f"openvino cannot compile {model_path.name}: "
+                             f"{_first_line(exc)}") from None
+        # The plugin falls back to f32 where the CPU lacks bf16 instead of failing.
+        actual = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        if actual != self.precision:
+            raise ConfigError(f"backend {self.name}: this CPU runs {actual}, not {self.precision}")
+        return compiled
+
+    def load(self, model_path: Path) -> Runner:
+        return OpenVINORunner(self, model_path)
+
+
+class OpenVINOCPUF32(OpenVINOCPU):
+    """OpenVINO CPU plugin, f32 inference precision."""
+
+    name = "openvino-cpu-f32"
+    precision = "f32"
+
+
+class OpenVINOCPUBF16(OpenVINOCPU):
+    """OpenVINO CPU plugin, bf16 inference precision (needs AVX512-BF16 or AMX)."""
+
+    name = "openvino-cpu-bf16"
+    precision = "bf16"
+
+
+class OpenVINORunner(Runner):
+    def __init__(self, backend: OpenVINOCPU, model_path: Path):
+        self.backend, self.model_path = backend, model_path
+        self.inputs = list(onnx_inputs(model_path).values())
+        self.request = backend.compile(model_path).create_infer_request()
+
+    def run(self) -> None:
+        self.request.infer(self.inputs)
+
+    def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        result = self.request.infer(inputs)
+        return {out.get_any_name(): result[out] for out in self.request.model_outputs}
+
+    def node_times(self, runs: int) -> dict[str, float]:
+        """Mean real time per executed layer from OpenVINO's perf counters, keyed by the layer's
+        friendly name: the ONNX node name, with suffixes such as ``/WithoutBiases`` where
+        OpenVINO split a node. Layers fused into another are NOT_RUN and left out."""
+        request = self.backend.compile(self.model_path, profile=True).create_infer_request()
+        request.infer(self.inputs)  # warm-up
+        totals: dict[str, float] = {}
+        for _ in range(runs):
+            request.infer(self.inputs)
+            for layer in request.get_profiling_info():
+                if layer.status.name == "EXECUTED":
+                    ms = layer.real_time.total_seconds() * 1000
+                    totals[layer.node_name] = totals.get(layer.node_name, 0.0) + ms
+        return {name: total / runs for name, total in totals.items()}
+
+    def close(self) -> None:
+        self.request = None
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
