@@ -47,11 +47,12 @@ def _import(model: Any, input_shapes: InputShapes) -> Graph:
         return _import_dict(model)
     if isinstance(model, (str, Path)):
         return _import_path(Path(model), input_shapes)
-    kind = type(model).__module__.split(".")[0]
-    if kind == "onnx":
+    # A user's nn.Module subclass is defined in the user's module: look at its bases too.
+    kinds = {cls.__module__.split(".")[0] for cls in type(model).__mro__}
+    if "onnx" in kinds:
         from edgemeter.importers.onnx import import_onnx
         return import_onnx(model, input_shapes)
-    if kind == "torch":
+    if "torch" in kinds:
         from edgemeter.importers.torch import import_torch
         return import_torch(model, input_shapes)
     raise ModelError(f"cannot import a {type(model).__name__}: expected a model file, an ONNX "
