@@ -59,5 +59,12 @@ class LiteRTRunner(Runner):
     def run(self) -> None:
         self.interpreter.invoke()
 
+    def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        for detail in self.interpreter.get_input_details():
+            self.interpreter.set_tensor(detail["index"], inputs[detail["name"]])
+        self.interpreter.invoke()
+        return {detail["name"]: self.interpreter.get_tensor(detail["index"])
+                for detail in self.interpreter.get_output_details()}
+
     def close(self) -> None:
         self.interpreter = None

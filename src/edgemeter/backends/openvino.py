@@ -74,8 +74,8 @@ class OpenVINORunner(Runner):
         self.request.infer(self.inputs)
 
     def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        result = self.request.infer(inputs)
-        return {out.get_any_name(): result[out] for out in self.request.model_outputs}
+        results = self.request.infer(inputs)
+        return {out.get_any_name(): value for out, value in results.items()}
 
     def node_times(self, runs: int) -> dict[str, float]:
         """Mean real time per executed layer from OpenVINO's perf counters, keyed by the layer's

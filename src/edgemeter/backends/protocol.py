@@ -77,6 +77,7 @@ class Measurement:
     spread: dict[str, float | None] = field(default_factory=dict)
     stable: bool = False
     env: dict[str, Any] = field(default_factory=dict)
+    profiled: bool = False              # per-node times were asked for
     node_times_ms: dict[str, float] | None = None
     max_rss_kb: int | None = None       # peak resident memory of the measuring processes
     error: str | None = None
@@ -184,7 +185,7 @@ def measure(model_path: str | Path, backend_name: str, config: dict[str, Any] | 
     cls = backend_class(backend_name)
     backend = cls(**(config or {}))
     result = Measurement(model=str(model_path), backend=backend_name, config=backend.settings(),
-                         protocol=asdict(protocol))
+                         profiled=profile, protocol=asdict(protocol))
     try:
         result.model_sha256 = file_sha256(model_path)
     except OSError as exc:
@@ -236,11 +237,11 @@ def measure_models(models: Iterable[str | Path], backend_name: str,
     settings = get_backend(backend_name, **(config or {})).settings()
     results = []
     for model in models:
-        done = store.find(model, backend_name, settings, profile) if store else None
+        done = store.find(model, backend_name, settings, profile) if store is not None else None
         if done is None:
             done = measure(model, backend_name, config, protocol, profile=profile)
-            if store:
-                store.add(done, profile=profile)
+            if store is not None:
+                store.add(done)
             reused = False
         else:
             reused = True

@@ -61,12 +61,21 @@ class TorchRunner(Runner):
         self.module = program.module()
         generator = torch.Generator().manual_seed(0)
         user_inputs = set(program.graph_signature.user_inputs)
-        self.inputs = [_random_like(node.meta["val"], generator) for node in program.graph.nodes
-                       if node.op == "placeholder" and node.name in user_inputs]
+        placeholders = [node for node in program.graph.nodes
+                        if node.op == "placeholder" and node.name in user_inputs]
+        self.input_names = [node.name for node in placeholders]
+        self.inputs = [_random_like(node.meta["val"], generator) for node in placeholders]
 
     def run(self) -> None:
         with self.torch.inference_mode():
             self.module(*self.inputs)
+
+    def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Inputs by the exported program's placeholder names; outputs as ``output_<i>``."""
+        with self.torch.inference_mode():
+            outputs = self.module(*(self.torch.as_tensor(inputs[n]) for n in self.input_names))
+        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+        return {f"output_{i}": out.numpy() for i, out in enumerate(outputs)}
 
     def node_times(self, runs: int) -> dict[str, float]:
         """Mean time per ATen call, keyed by the exported graph's node names (an fx Interpreter
