@@ -16,6 +16,10 @@ from edgemeter.errors import EdgemeterError
 # name -> ("module:attribute" of a click command, one-line help). The module is imported only
 # when the command runs; the help line here keeps the top-level --help free of imports.
 COMMANDS = {
+    "backends": ("edgemeter.cli.measure_commands:backends",
+                 "List the measurement backends and check that one works."),
+    "measure": ("edgemeter.cli.measure_commands:measure",
+                "Measure a model's latency on a real backend (median ± spread)."),
     "ir": ("edgemeter.cli.graph_commands:ir", "Import a model and write its graph IR as JSON."),
     "kernels": ("edgemeter.cli.graph_commands:kernels",
                 "Split a model into the kernels a runtime executes."),
