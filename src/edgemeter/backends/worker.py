@@ -34,9 +34,20 @@ def run_round(payload: dict[str, Any]) -> dict[str, Any]:
         node_times = runner.node_times(payload["profile_runs"]) if payload["profile_runs"] else None
     finally:
         runner.close()
-    # Peak resident memory of this fresh process (KiB on Linux): runtime, model and buffers.
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"samples_ms": samples, "env": env, "node_times_ms": node_times, "max_rss_kb": peak_kb}
+    return {"samples_ms": samples, "env": env, "node_times_ms": node_times,
+            "max_rss_kb": peak_rss_kb()}
+
+
+def peak_rss_kb() -> int:
+    """Peak resident memory of this process in KiB: runtime, model and buffers. VmHWM, because
+    ru_maxrss keeps the peak of the process image before exec (the forked parent's)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:  # not Linux
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def main() -> None:
