@@ -75,7 +75,9 @@ class OpenVINORunner(Runner):
 
     def infer(self, inputs: dict[str, Any]) -> dict[str, Any]:
         results = self.request.infer(inputs)
-        return {out.get_any_name(): value for out, value in results.items()}
+        # An output port can carry several tensor names (OpenVINO folds Identity and the like):
+        # answer under each, so a caller asking for the ONNX name finds it.
+        return {name: value for out, value in results.items() for name in out.get_names()}
 
     def node_times(self, runs: int) -> dict[str, float]:
         """Mean real time per executed layer from OpenVINO's perf counters, keyed by the layer's
