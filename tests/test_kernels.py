@@ -1,0 +1,271 @@
+"""Kernel detection: fusion patterns on hand-built graphs, rule files, real models, the CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgemeter.errors import ConfigError
+from edgemeter.graph import Cost, Graph, Node, Tensor
+from edgemeter.kernels import Kernel, detect, list_rules, load_rules, node_kind
+
+RUNTIMES = ("onnxruntime-cpu", "openvino-cpu", "tflite-xnnpack")
+
+
+class Builder:
+    """Builds a Graph op by op; every node costs 10 FLOPs, 1 param, 4+4 bytes."""
+
+    def __init__(self, shape=(1, 8, 16, 16)):
+        self.nodes: list[Node] = []
+        self.tensors = {"x": Tensor("x", list(shape))}
+
+    def const(self, shape, value=None) -> str:
+        name = f"c{len(self.tensors)}"
+        self.tensors[name] = Tensor(name, list(shape), constant=True, value=value)
+        return name
+
+    def op(self, op, *inputs, shape=None, outputs=1, **attrs):
+        name = f"{op.lower()}{len(self.nodes)}"
+        outs = [f"{name}:{i}" for i in range(outputs)]
+        if shape is None:
+            shape = self.tensors[inputs[0]].shape
+        for out in outs:
+            self.tensors[out] = Tensor(out, None if shape == "unknown" else list(shape))
+        self.nodes.append(Node(name, op, list(inputs), outs, attrs, Cost(10, 1, 4, 4)))
+        return outs[0] if outputs == 1 else outs
+
+    def conv(self, x, cout, k=3, stride=1, group=1):
+        n, cin, h, w = self.tensors[x].shape
+        weight = self.const([cout, cin // group, k, k])
+        return self.op("Conv", x, weight, self.const([cout]), shape=[n, cout, h // stride, w // stride],
+                       kernel_shape=[k, k], strides=[stride, stride], group=group)
+
+    def relu6(self, x):
+        return self.op("Clip", x, self.const([], 0.0), self.const([], 6.0))
+
+    def graph(self, *outputs) -> Graph:
+        return Graph("test", self.nodes, self.tensors, ["x"], list(outputs))
+
+
+def kernels_of(graph: Graph, rules: str = "onnxruntime-cpu") -> list[Kernel]:
+    kernels = detect(graph, load_rules(rules))
+    names = [name for k in kernels for name in k.nodes]
+    assert sorted(names) == sorted(n.name for n in graph.nodes)  # every node in exactly one
+    for kernel in kernels:
+        json.dumps(kernel.features)  # plain numbers only
+    return kernels
+
+
+def types(graph: Graph, rules: str = "onnxruntime-cpu") -> list[str]:
+    return [k.type for k in kernels_of(graph, rules)]
+
+
+# -- op kinds ------------------------------------------------------------------------------------
+def test_kinds_depthwise_relu6_fc():
+    b = Builder()
+    dw = b.conv("x", 8, group=8)
+    grouped = b.conv(dw, 16, group=8)            # C_out != group: a grouped conv, not depthwise
+    r6 = b.relu6(grouped)
+    clip = b.op("Clip", r6, b.const([], 0.0), b.const([], 1.0))
+    fc = b.op("MatMul", clip, b.const([16, 4]), shape=[1, 8, 16, 4])
+    mm = b.op("MatMul", fc, fc, shape=[1, 8, 16, 16])
+    g = b.graph(mm)
+    assert [node_kind(g, n) for n in g.nodes] == ["dwconv", "conv", "relu6", "activation", "fc",
+                                                   "matmul"]
+
+
+# -- pair fusion ---------------------------------------------------------------------------------
+def test_conv_bn_relu_and_dwconv_relu6():
+    b = Builder()
+    y = b.op("Relu", b.op("BatchNormalization", b.conv("x", 8), *[b.const([8])] * 4))
+    z = b.relu6(b.conv(y, 8, group=8))
+    assert types(b.graph(z)) == ["conv-bn-relu", "dwconv-relu6"]
+    assert types(b.graph(z), "tflite-xnnpack") == ["conv-bn-relu", "dwconv-relu6"]
+
+
+def test_residual_conv_add_relu_per_runtime():
+    b = Builder()
+    x = b.op("Relu", b.conv("x", 8))
+    y = b.op("Relu", b.op("Add", b.conv(x, 8), x))
+    g = b.graph(y)
+    assert types(g) == ["conv-relu", "conv-add-relu"]
+    assert types(g, "openvino-cpu") == ["conv-relu", "conv-add-relu"]
+    assert types(g, "tflite-xnnpack") == ["conv-relu", "conv", "add-relu"]
+
+
+def test_add_relu_of_two_branches_only_where_the_runtime_fuses_it():
+    b = Builder()
+    left, right = b.conv("x", 8), b.conv("x", 8)
+    g = b.graph(b.op("Relu", b.op("Add", b.op("Relu", left), b.op("Sigmoid", right))))
+    assert types(g)[-2:] == ["add", "relu"]
+    assert types(g, "openvino-cpu")[-1] == "add-relu"
+    assert types(g, "tflite-xnnpack")[-1] == "add-relu"
+
+
+def test_node_with_several_consumers_is_not_fused(tmp_path):
+    b = Builder()
+    c = b.conv("x", 8)
+    g = b.graph(b.op("Concat", b.op("Relu", c), b.op("Sigmoid", c), shape=[1, 16, 16, 16], axis=1))
+    assert types(g) == ["conv", "relu", "sigmoid", "concat"]
+    # The other policy lets the conv take its first consumer that pairs.
+    text = load_rules("onnxruntime-cpu").source
+    rules = tmp_path / "first.yaml"
+    rules.write_text(open(text).read().replace("multiple_consumers: stop",
+                                               "multiple_consumers: fuse-first"))
+    assert [k.type for k in detect(g, load_rules(rules))] == ["conv-relu", "sigmoid", "concat"]
+
+
+def test_graph_output_is_not_fused_away():
+    b = Builder()
+    c = b.conv("x", 8)
+    g = b.graph(c, b.op("Relu", c))
+    assert types(g) == ["conv", "relu"]
+
+
+# -- multi-op patterns ---------------------------------------------------------------------------
+def test_se_block_and_hswish():
+    b = Builder()
+    x = b.conv("x", 8)
+    x = b.op("Mul", x, b.op("HardSigmoid", x))                       # x * hsigmoid(x)
+    s = b.op("GlobalAveragePool", x, shape=[1, 8, 1, 1])
+    s = b.op("HardSigmoid", b.conv(b.op("Relu", b.conv(s, 4, k=1)), 8, k=1))
+    y = b.op("Mul", x, s)
+    g = b.graph(b.op("HardSwish", b.conv(y, 8)))
+    kernels = kernels_of(g)
+    assert [k.type for k in kernels] == ["conv-hswish", "se", "conv-hswish"]
+    assert len(kernels[1].nodes) == 6
+    assert kernels[1].features["CIN"] == 8 and kernels[1].features["CMID"] == 4
+    assert types(g, "tflite-xnnpack") == ["conv", "hswish", "se", "conv", "hswish"]
+
+
+def test_written_out_hswish():
+    b = Builder()
+    x = b.conv("x", 8)
+    h = b.op("Div", b.op("Mul", x, b.relu6(b.op("Add", x, b.const([], 3.0)))), b.const([], 6.0))
+    g = b.graph(h)
+    assert types(g) == ["conv", "hswish-eltwise"]          # onnxruntime runs 4 element-wise ops
+    assert types(g, "openvino-cpu") == ["conv-hswish"]     # OpenVINO folds it into the conv
+
+
+def test_swish_and_multiple_patterns_in_sequence():
+    b = Builder()
+    x = b.op("Relu", b.op("Add", "x", b.const([1])))
+    g = b.graph(b.op("Mul", x, b.op("Sigmoid", x)))
+    assert types(g) == ["add", "relu", "swish"]
+
+
+def test_channel_shuffle_needs_the_shuffle_permutation():
+    def shuffle(perm):
+        b = Builder()
+        r = b.op("Reshape", "x", b.const([5]), shape=[1, 2, 4, 16, 16])
+        t = b.op("Transpose", r, shape=[1, 4, 2, 16, 16], perm=perm)
+        return b.graph(b.op("Reshape", t, b.const([4]), shape=[1, 8, 16, 16]))
+
+    assert types(shuffle([0, 2, 1, 3, 4])) == ["channelshuffle"]
+    assert types(shuffle([0, 1, 2, 4, 3])) == ["data-movement"] * 3
+
+
+def layernorm_graph(outside_reader=False):
+    b = Builder(shape=(1, 10, 16))
+    mean = b.op("ReduceMean", "x", shape=[1, 10, 1], axes=[-1])
+    d = b.op("Sub", "x", mean)
+    var = b.op("ReduceMean", b.op("Pow", d, b.const([], 2.0)), shape=[1, 10, 1], axes=[-1])
+    std = b.op("Sqrt", b.op("Add", var, b.const([], 1e-5)))
+    y = b.op("Add", b.op("Mul", b.op("Div", d, std), b.const([16])), b.const([16]))
+    outputs = [y, b.op("Relu", d)] if outside_reader else [y]
+    return b.graph(*outputs)
+
+
+def test_layernorm_decomposition():
+    kernels = kernels_of(layernorm_graph())
+    assert [k.type for k in kernels] == ["layernorm"] and len(kernels[0].nodes) == 9
+    assert kernels[0].features["ROWS"] == 10 and kernels[0].features["COLS"] == 16
+
+
+def test_pattern_is_not_matched_when_an_intermediate_is_read_outside():
+    assert "layernorm" not in types(layernorm_graph(outside_reader=True))
+
+
+def test_transformer_mlp_gelu_fc():
+    b = Builder(shape=(1, 10, 16))
+    h = b.op("Add", b.op("MatMul", "x", b.const([16, 32]), shape=[1, 10, 32]), b.const([32]))
+    g1 = b.op("Erf", b.op("Div", h, b.const([], 1.41)))
+    gelu = b.op("Mul", b.op("Mul", h, b.op("Add", g1, b.const([], 1.0))), b.const([], 0.5))
+    out = b.op("Add", b.op("MatMul", gelu, b.const([32, 16]), shape=[1, 10, 16]), b.const([16]))
+    g = b.graph(out)
+    kernels = kernels_of(g)
+    assert [k.type for k in kernels] == ["fc", "gelu", "fc"]
+    assert {k: kernels[0].features[k] for k in ("M", "K", "N", "BATCH")} == \
+        {"M": 10, "K": 16, "N": 32, "BATCH": 1}
+    assert types(g, "openvino-cpu") == ["fc-gelu", "fc"]
+
+
+def test_attention_on_openvino():
+    b = Builder(shape=(1, 10, 16))
+    kt = b.op("Transpose", "x", shape=[1, 16, 10], perm=[0, 2, 1])
+    s = b.op("Div", b.op("MatMul", "x", kt, shape=[1, 10, 10]), b.const([], 4.0))
+    out = b.op("MatMul", b.op("Softmax", s, axis=-1), "x", shape=[1, 10, 16])
+    g = b.graph(out)
+    assert types(g, "openvino-cpu") == ["attention"]
+    assert types(g) == ["matmul", "softmax", "matmul"]
+
+
+# -- features ------------------------------------------------------------------------------------
+def test_conv_features_and_costs():
+    b = Builder(shape=(1, 8, 16, 12))
+    g = b.graph(b.op("Relu", b.conv("x", 24, k=5, stride=2)))
+    (kernel,) = kernels_of(g)
+    assert kernel.features == {"HW": 16, "H": 16, "W": 12, "CIN": 8, "COUT": 24, "KERNEL_SIZE": 5,
+                               "STRIDES": 2, "GROUPS": 1, "DILATION": 1, "ACT": 1, "FLOPS": 20,
+                               "PARAMS": 2, "BYTES": 16, "OPS": 2}
+
+
+def test_split_concat_features():
+    b = Builder()
+    a, c = b.op("Split", "x", b.const([2], [4, 4]), shape=[1, 4, 16, 16], outputs=2, axis=1)
+    g = b.graph(b.op("Concat", b.op("Relu", a), c, shape=[1, 8, 16, 16], axis=1))
+    kernels = kernels_of(g)
+    assert [k.type for k in kernels] == ["split", "relu", "concat"]
+    assert kernels[0].features["OUTPUTS"] == 2
+    assert {kernels[2].features[k] for k in ("CIN1", "CIN2")} == {4}
+
+
+def test_data_dependent_and_unknown_shapes_still_get_kernels():
+    b = Builder(shape=(1, 100, 4))
+    idx = b.op("NonMaxSuppression", "x", b.const([1, 1, 100]), shape="unknown")
+    b.nodes[-1].data_dependent = True
+    g = b.graph(b.op("Gather", "x", idx, shape="unknown"))
+    kernels = kernels_of(g)
+    assert [k.type for k in kernels] == ["other", "data-movement"]
+    assert kernels[1].features["FLOPS"] == 10
+
+
+# -- rule files ----------------------------------------------------------------------------------
+def test_shipped_rules_load():
+    assert set(RUNTIMES) <= set(list_rules())
+    for name in RUNTIMES:
+        rules = load_rules(name)
+        assert rules.name == name and rules.patterns and rules.pairs
+
+
+def test_unknown_rules_name_lists_the_available_ones():
+    with pytest.raises(ConfigError, match="unknown fusion rules 'tvm'.*onnxruntime-cpu"):
+        load_rules("tvm")
+
+
+@pytest.mark.parametrize("text, key", [
+    ("format: edgemeter-fusion/1\nfusion_pairs: {}\n", "fusion_pairs"),
+    ("format: edgemeter-fusion/1\npairs: {conv: [relux]}\n", "relux"),
+    ("format: edgemeter-fusion/1\npairs: {conv-relux: [relu]}\n", "conv-relux"),
+    ("format: edgemeter-fusion/1\npatterns: {se: ['conv -> Foo']}\n", "Foo"),
+    ("format: edgemeter-fusion/1\npatterns: {ln: ['Sub(d) -> Div']}\n", "'d'"),
+    ("format: edgemeter-fusion/1\nmultiple_consumers: always\n", "multiple_consumers"),
+    ("format: edgemeter-fusion/9\n", "format"),
+    ("pairs: [\n", "not valid YAML"),
+])
+def test_bad_rules_file_names_file_and_key(tmp_path, text, key):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_rules(path)
+    assert str(path) in str(err.value) and key in str(err.value)
