@@ -6,6 +6,7 @@ model came from.
 """
 from __future__ import annotations
 
+import heapq
 import json
 from dataclasses import MISSING, asdict, dataclass, field
 from math import prod
@@ -128,15 +129,17 @@ class Graph:
             for j in d:
                 users.setdefault(j, []).append(i)
         pending = [len(d) for d in deps]
+        # Smallest ready index first: an order that is already topological stays as it is, so
+        # an IR round trip keeps the node order.
         ready = [i for i, p in enumerate(pending) if p == 0]
         order: list[int] = []
         while ready:
-            i = ready.pop(0)
+            i = heapq.heappop(ready)
             order.append(i)
             for u in users.get(i, []):
                 pending[u] -= 1
                 if pending[u] == 0:
-                    ready.append(u)
+                    heapq.heappush(ready, u)
         if len(order) != len(self.nodes):
             stuck = next(n.name for i, n in enumerate(self.nodes) if pending[i] > 0)
             raise ModelError(f"graph '{self.name}' has a cycle through node '{stuck}'")

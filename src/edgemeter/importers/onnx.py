@@ -120,7 +120,10 @@ class _Importer:
         # Constant tensors: name -> value (None while unevaluated, or for large weights).
         self.consts: dict[str, np.ndarray | None] = {}
         for name, t in self.initializers.items():
-            self.consts[name] = numpy_helper.to_array(t) if prod(t.dims) <= SMALL else None
+            # External data of a ModelProto given without its folder cannot be read: shape only.
+            readable = t.data_location != onnx.TensorProto.EXTERNAL
+            self.consts[name] = numpy_helper.to_array(t) if readable and prod(t.dims) <= SMALL \
+                else None
         self.shapes: dict[str, Shape] = {n: list(t.dims) for n, t in self.initializers.items()}
         self.dtypes: dict[str, int] = {n: t.data_type for n, t in self.initializers.items()}
         self.folded: set[str] = set()  # names of nodes turned into constants
@@ -302,8 +305,8 @@ class _Importer:
     def _evaluate(self, node: onnx.NodeProto) -> list[np.ndarray] | None:
         from onnx.reference import ReferenceEvaluator
 
-        feeds = {t: self._value(t) for t in node.input if t}
         try:
+            feeds = {t: self._value(t) for t in node.input if t}
             # A one-node evaluator costs ~0.1 ms; only small shape arithmetic gets here.
             evaluator = ReferenceEvaluator(node, opsets={"": self.opset})
             return [np.asarray(v) for v in evaluator.run(None, feeds)]

@@ -6,6 +6,7 @@ model, folds BatchNorm into Conv as deployment runtimes do, and needs no extra p
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Any
 
 from edgemeter.errors import ConfigError, MissingExtraError, ModelError
@@ -35,8 +36,11 @@ def import_torch(module: Any, input_shapes: dict[str, list[int]] | None = None,
     args, names = _example(torch, input_shapes or {}, example_input)
     buffer = io.BytesIO()
     try:
-        torch.onnx.export(module, args, buffer, dynamo=False, opset_version=OPSET,
-                          do_constant_folding=True, input_names=names)
+        with warnings.catch_warnings():
+            # The TorchScript exporter is deprecated upstream; that is not the user's concern.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(module, args, buffer, dynamo=False, opset_version=OPSET,
+                              do_constant_folding=True, input_names=names)
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types for one cause
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"torch.onnx.export failed for {type(module).__name__}: {first}") \
