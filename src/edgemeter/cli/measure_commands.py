@@ -29,6 +29,8 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
 @click.option("--option", "-o", "options", multiple=True, metavar="NAME=VALUE",
               help="Backend option, repeatable.")
 @click.option("--rounds", type=int, help="Rounds always run, each in a fresh process.")
+@click.option("--max-rounds", type=int, help="Most rounds while the spread is over target.")
+@click.option("--target-cv", type=float, help="Spread target: CV of the round medians.")
 @click.option("--repeats", type=int, help="Timed runs per round.")
 @click.option("--warmup", type=int, help="Untimed runs per round.")
 @click.option("--timeout", "timeout_s", type=float, help="Seconds before a round is killed.")
@@ -40,8 +42,8 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
               help="table, or JSON Lines (one object per model).")
 def measure(models: tuple[str, ...], backend: str | None, threads: int | None,
-            options: tuple[str, ...], rounds: int | None, repeats: int | None,
-            warmup: int | None, timeout_s: float | None, workspace: str | None,
+            options: tuple[str, ...], rounds: int | None, max_rounds: int | None,
+            target_cv: float | None, repeats: int | None, warmup: int | None, timeout_s: float | None, workspace: str | None,
             config_file: str | None, profile: bool, fmt: str) -> None:
     """Measure the latency of MODELS on a real backend: median of fresh-process rounds ± spread.
 
@@ -51,8 +53,8 @@ def measure(models: tuple[str, ...], backend: str | None, threads: int | None,
     from edgemeter.store import Store
 
     protocol = {key: value for key, value in
-                {"rounds": rounds, "repeats": repeats, "warmup": warmup,
-                 "timeout_s": timeout_s}.items() if value is not None}
+                {"rounds": rounds, "max_rounds": max_rounds, "target_cv": target_cv,
+                 "repeats": repeats, "warmup": warmup, "timeout_s": timeout_s}.items() if value is not None}
     config = MeasureConfig.resolve(config_file, workspace, backend=backend, threads=threads,
                                    options=_parse_options(options), protocol=protocol or None)
     store = Store(workspace) if workspace else None

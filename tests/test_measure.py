@@ -1,0 +1,214 @@
+"""The measurement protocol in fresh child processes, its faults, and the measure CLI."""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgemeter.backends import Protocol, measure, measure_models
+from edgemeter.backends.config import MeasureConfig
+from edgemeter.errors import ConfigError
+from test_backends import rejected_onnx, tiny_onnx, write_plugin
+
+FAST = Protocol(warmup=2, repeats=5, rounds=2, max_rounds=2, timeout_s=60)
+
+FAULTS = """
+    import ctypes, os, time
+    from edgemeter.backends.base import Backend, Runner
+
+    class CallRunner(Runner):
+        def __init__(self, action):
+            self.action = action
+
+        def run(self):
+            self.action()
+
+    class FaultBackend(Backend):
+        name = "test-fine"
+
+        def runtime_environment(self):
+            return {"runtime": "fault", "runtime_version": "0", "precision": "f32",
+                    "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+        def load(self, model_path):
+            return CallRunner(lambda: None)
+
+    class SegfaultBackend(FaultBackend):
+        name = "test-segfault"
+
+        def load(self, model_path):
+            return CallRunner(lambda: ctypes.string_at(0))
+
+    class HangBackend(FaultBackend):
+        name = "test-hang"
+
+        def load(self, model_path):
+            return CallRunner(lambda: time.sleep(600))
+
+    class MissingBackend(FaultBackend):
+        name = "test-missing"
+        extra = "npu"
+        requires = "edgemeter_no_such_runtime"
+"""
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    return tiny_onnx(tmp_path / "tiny.onnx")
+
+
+@pytest.fixture
+def faults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Test-only backends as a real plug-in: a module plus entry points on the import path."""
+    root = tmp_path / "plugins"
+    root.mkdir()
+    write_plugin(root, "edgemeter_fault_backends", FAULTS,
+                 {"test-segfault": "SegfaultBackend", "test-hang": "HangBackend",
+                  "test-missing": "MissingBackend", "test-fine": "FaultBackend"})
+    monkeypatch.syspath_prepend(str(root))
+
+
+def test_rounds_in_fresh_processes_give_median_of_medians(model):
+    m = measure(model, "onnxruntime-cpu", {"threads": 1}, FAST)
+    assert m.ok and m.error is None
+    assert len(m.round_medians_ms) == 2 and len(m.samples_ms) == 10
+    rounds = [m.samples_ms[:5], m.samples_ms[5:]]
+    assert m.round_medians_ms == [statistics.median(r) for r in rounds]
+    assert m.median_ms == statistics.median(m.round_medians_ms) > 0
+    assert set(m.spread) == {"iqr_ms", "cv_within", "cv_between"}
+    assert m.env["runtime"] == "onnxruntime" and m.env["threads"] == 1
+    assert m.config == {"threads": 1, "graph_optimization_level": "all"}
+    assert len(m.model_sha256) == 64 and m.node_times_ms is None
+    assert json.loads(json.dumps(m.to_dict()))["median_ms"] == m.median_ms
+
+
+def test_rounds_are_added_until_the_spread_target_and_unreached_targets_are_flagged(model):
+    # A CV target no real machine meets: every allowed round runs and the result is flagged.
+    strict = Protocol(warmup=1, repeats=3, rounds=1, max_rounds=3, target_cv=1e-9)
+    m = measure(model, "onnxruntime-cpu", {}, strict)
+    assert m.ok and len(m.round_medians_ms) == 3 and not m.stable
+    # A target everything meets: the minimum number of rounds is enough.
+    loose = Protocol(warmup=1, repeats=3, rounds=2, max_rounds=5, target_cv=10.0)
+    m = measure(model, "onnxruntime-cpu", {}, loose)
+    assert len(m.round_medians_ms) == 2 and m.stable
+
+
+def test_time_budget_stops_adding_rounds(model):
+    budget = Protocol(warmup=1, repeats=3, rounds=1, max_rounds=5, target_cv=1e-9,
+                      time_budget_s=0.001)
+    m = measure(model, "onnxruntime-cpu", {}, budget)
+    assert len(m.round_medians_ms) == 1 and not m.stable
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime-cpu", "openvino-cpu-f32"])
+def test_profile_gives_per_node_times(model, backend):
+    m = measure(model, backend, {}, FAST, profile=True)
+    assert m.ok and m.profiled and m.node_times_ms and all(
+        t > 0 for t in m.node_times_ms.values())
+
+
+def test_threads_are_pinned_in_the_child(model, faults):
+    m = measure(model, "test-fine", {"threads": 2}, FAST)
+    assert m.ok, m.error
+    assert m.env["omp_num_threads"] == "2" and m.env["threads"] == 2
+
+
+def test_a_segfault_is_a_failed_measurement(model, faults):
+    m = measure(model, "test-segfault", {}, FAST)
+    assert not m.ok and m.error.startswith("runtime crashed (SIGSEGV)")
+    assert m.median_ms is None
+
+
+def test_a_hang_is_killed_at_the_timeout(model, faults):
+    m = measure(model, "test-hang", {}, Protocol(warmup=0, repeats=1, rounds=1, timeout_s=2))
+    assert not m.ok and m.error == "timed out after 2 s"
+
+
+def test_a_missing_runtime_names_the_extra(model, faults):
+    m = measure(model, "test-missing", {}, FAST)
+    assert m.error == "edgemeter_no_such_runtime is not installed: pip install 'edgemeter[npu]'"
+
+
+def test_a_runtime_that_fails_to_import_in_the_child_names_the_extra(model, tmp_path,
+                                                                     monkeypatch):
+    # The child sees a broken openvino first on its path, as after a half-done uninstall.
+    shadow = tmp_path / "shadow" / "openvino"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('openvino is broken here')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow.parent))
+    m = measure(model, "openvino-cpu-f32", {}, FAST)
+    assert m.error == "openvino is not installed: pip install 'edgemeter[openvino]'"
+
+
+def test_a_rejected_model_fails_and_the_run_goes_on(model, tmp_path):
+    rejected = rejected_onnx(tmp_path / "rejected.onnx")
+    results = measure_models([rejected, tmp_path / "missing.onnx", model], "onnxruntime-cpu",
+                             {}, FAST)
+    assert [m.ok for m in results] == [False, False, True]
+    assert "onnxruntime rejects rejected.onnx" in results[0].error
+    assert results[1].error == "cannot read model: No such file or directory"
+
+
+def test_bad_protocol_settings_are_config_errors():
+    with pytest.raises(ConfigError, match="repeats=0 must be an integer >= 1"):
+        Protocol(repeats=0)
+    with pytest.raises(ConfigError, match="unknown setting 'round'"):
+        Protocol.from_dict({"round": 3})
+
+
+def test_workspace_yaml_then_flags(tmp_path):
+    (tmp_path / "backend.yaml").write_text(
+        "backend: openvino-cpu-f32\nthreads: 2\nprotocol: {rounds: 4}\n")
+    config = MeasureConfig.resolve(None, tmp_path, threads=1, protocol={"repeats": 7})
+    assert config.backend == "openvino-cpu-f32" and config.threads == 1
+    assert config.make_protocol().rounds == 4 and config.make_protocol().repeats == 7
+    (tmp_path / "backend.yaml").write_text("backend: x\nthread: 2\n")
+    with pytest.raises(ConfigError, match="unknown key 'thread'"):
+        MeasureConfig.resolve(None, tmp_path)
+
+
+def edgemeter(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgemeter", *args], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+CLI_FAST = ["--rounds", "1", "--max-rounds", "1", "--repeats", "3", "--warmup", "1"]
+
+
+def test_cli_json_and_exit_code_1_when_something_failed(model, tmp_path):
+    rejected = rejected_onnx(tmp_path / "rejected.onnx")
+    out = edgemeter("measure", str(model), str(rejected), "-b", "onnxruntime-cpu", "--profile",
+                    "--format", "json", *CLI_FAST)
+    assert out.returncode == 1, out.stderr
+    good, bad = map(json.loads, out.stdout.splitlines())
+    assert {"model", "backend", "median_ms", "spread", "samples", "env", "kernels"} <= set(good)
+    assert good["median_ms"] > 0 and len(good["samples"]) == 3
+    assert good["kernels"] and all(k["ms"] > 0 for k in good["kernels"])
+    assert bad["error"] and bad["median_ms"] is None
+
+
+def test_cli_table_and_bad_option(model):
+    out = edgemeter("measure", str(model), "-b", "openvino-cpu-bf16", "--profile", *CLI_FAST)
+    assert out.returncode == 0, out.stderr
+    assert "openvino-cpu-bf16" in out.stdout and " ms ± " in out.stdout
+    assert "profiled sum" in out.stdout
+    out = edgemeter("measure", str(model), "-b", "onnxruntime-cpu",
+                    "-o", "graph_optimization_level=fast")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "edgemeter: error: backend onnxruntime-cpu: option graph_optimization_level='fast' is "
+        "not allowed (allowed: disable, basic, extended, layout, all)"]
+
+
+def test_cli_backends_list_and_connect():
+    out = edgemeter("backends", "list")
+    assert out.returncode == 0 and "litert-xnnpack" in out.stdout
+    out = edgemeter("backends", "connect", "onnxruntime-cpu", "--threads", "2")
+    assert out.returncode == 0
+    assert out.stdout.startswith("hello from onnxruntime-cpu: onnxruntime")
+    assert "  threads: 2" in out.stdout
