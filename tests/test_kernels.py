@@ -269,3 +269,149 @@ def test_bad_rules_file_names_file_and_key(tmp_path, text, key):
     with pytest.raises(ConfigError) as err:
         load_rules(path)
     assert str(path) in str(err.value) and key in str(err.value)
+
+
+# -- real models from the zoo --------------------------------------------------------------------
+def zoo_kernels(zoo_onnx, family, rules="onnxruntime-cpu", **variant):
+    from edgemeter.importers import load_graph
+
+    graph = load_graph(zoo_onnx(family, **variant))
+    kernels = kernels_of(graph, rules)
+    count = lambda type_: sum(k.type == type_ for k in kernels)  # noqa: E731
+    ops = lambda op: sum(n.op == op for n in graph.nodes)  # noqa: E731
+    return graph, kernels, count, ops
+
+
+def test_zoo_mobilenetv3_se_and_hswish(zoo_onnx):
+    graph, kernels, count, ops = zoo_kernels(zoo_onnx, "mobilenetv3")
+    assert count("se") == ops("HardSigmoid") > 0              # every SE gate is one se kernel
+    # onnxruntime fuses HardSwish into convs (but not into the head's Gemm)
+    assert count("conv-hswish") + count("dwconv-hswish") + count("hswish") == ops("HardSwish")
+    assert count("conv-hswish") > 0 and count("dwconv-hswish") > 0
+    assert count("dwconv-relu") > 0 and count("conv-add") > 0
+    # TFLite has no fused hswish: every HardSwish is its own kernel.
+    _, _, tfl_count, _ = zoo_kernels(zoo_onnx, "mobilenetv3", "tflite-xnnpack")
+    assert tfl_count("hswish") == ops("HardSwish")
+
+
+def test_zoo_mobilenetv2_relu6(zoo_onnx):
+    graph, kernels, count, ops = zoo_kernels(zoo_onnx, "mobilenetv2")
+    convs = ops("Conv")
+    assert count("dwconv-relu6") > 0 and count("conv-relu6") > 0
+    assert sum(k.type.startswith(("conv", "dwconv")) for k in kernels) == convs
+
+
+def test_zoo_resnet_residual_add_relu(zoo_onnx):
+    _, _, count, ops = zoo_kernels(zoo_onnx, "resnet")
+    assert count("conv-add-relu") == ops("Add") > 0
+    _, _, tfl_count, _ = zoo_kernels(zoo_onnx, "resnet", "tflite-xnnpack")
+    assert tfl_count("add-relu") == ops("Add")
+
+
+def test_zoo_shufflenetv2_channel_shuffle(zoo_onnx):
+    graph, kernels, count, ops = zoo_kernels(zoo_onnx, "shufflenetv2")
+    shuffles = sum(n.op == "Transpose" and len(n.attrs.get("perm", [])) == 5 for n in graph.nodes)
+    assert count("channelshuffle") == shuffles > 0
+    assert count("concat") == ops("Concat")
+
+
+def test_zoo_densenet_concat(zoo_onnx):
+    _, _, count, ops = zoo_kernels(zoo_onnx, "densenet")
+    assert count("concat") == ops("Concat") > 0
+    _, _, ov_count, _ = zoo_kernels(zoo_onnx, "densenet", "openvino-cpu")
+    assert ov_count("bn-relu") == ops("BatchNormalization") > 0
+
+
+def test_zoo_transformer_block(zoo_onnx):
+    graph, kernels, count, ops = zoo_kernels(zoo_onnx, "vit")
+    assert count("layernorm") == ops("LayerNormalization") > 0
+    assert count("gelu") == ops("Erf") > 0
+    assert count("softmax") == ops("Softmax") > 0
+    assert count("matmul") == 2 * ops("Softmax")               # scores and weighted sum
+    fc = [k for k in kernels if k.type == "fc"]
+    assert fc and all({"M", "K", "N"} <= set(k.features) for k in fc)
+    _, _, ov_count, _ = zoo_kernels(zoo_onnx, "vit", "openvino-cpu")
+    assert ov_count("attention") == ops("Softmax") and ov_count("fc-gelu") == ops("Erf")
+
+
+def test_zoo_ssd_head_with_data_dependent_ops(zoo_onnx):
+    graph, kernels, count, ops = zoo_kernels(zoo_onnx, "ssd")
+    assert any(n.data_dependent for n in graph.nodes)        # and each is in a kernel (above)
+    assert count("other") == ops("NonMaxSuppression") + ops("TopK") > 0
+    assert count("concat") == ops("Concat") and count("softmax") == ops("Softmax")
+
+
+# -- CLI -----------------------------------------------------------------------------------------
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``edgemeter ARGS`` in-process; returns (exit code, stdout, stderr)."""
+    from edgemeter.cli import main
+
+    def run(*args):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory):
+    """Conv → Relu → GlobalAveragePool, written with onnx.helper."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"], name="relu"),
+         helper.make_node("GlobalAveragePool", ["r"], ["y"], name="gap")],
+        "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight])
+    path = tmp_path_factory.mktemp("cli") / "tiny.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
+
+
+def test_cli_kernels_json(onnx_model, run_cli):
+    code, out, _ = run_cli("kernels", onnx_model, "--format", "json", "--input-shape", "x=2x3x8x8")
+    assert code == 0
+    data = json.loads(out)
+    assert data["model"] == onnx_model and data["nodes"] == 3
+    assert [k["type"] for k in data["kernels"]] == ["conv-relu", "global-avgpool"]
+    assert data["kernels"][0]["nodes"] == ["conv", "relu"]
+    assert data["kernels"][0]["features"]["COUT"] == 4
+
+
+def test_cli_kernels_table_and_rules_file(onnx_model, tmp_path, run_cli):
+    rules = tmp_path / "none.yaml"
+    rules.write_text("format: edgemeter-fusion/1\n# nothing fuses\n")
+    code, out, _ = run_cli("kernels", onnx_model, "--rules", str(rules))
+    assert code == 0
+    assert ["conv", "relu", "global-avgpool"] == [line.split()[1] for line in out.splitlines()[1:4]]
+    assert "3 kernels from 3 nodes" in out
+
+
+def test_cli_bad_rules_is_one_line_exit_2(onnx_model):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "edgemeter", "kernels", onnx_model, "--rules",
+                           "tvm-gpu"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "unknown fusion rules 'tvm-gpu'" in proc.stderr
+
+
+def test_cli_ir_both_flavours(onnx_model, tmp_path, run_cli):
+    out_file = tmp_path / "ir.json"
+    assert run_cli("ir", onnx_model, "-o", str(out_file))[0] == 0
+    assert json.loads(out_file.read_text())["format"] == "edgemeter-ir/1"
+    code, out, _ = run_cli("ir", onnx_model, "--to", "nnmeter")
+    assert code == 0
+    nodes = json.loads(out)
+    assert nodes["conv"]["attr"]["type"] and "relu" in nodes["conv"]["outbounds"]

@@ -15,6 +15,7 @@ Features = dict[str, float | int]
 _CONV = ("conv", "dwconv", "convtranspose")
 _POOL = ("maxpool", "avgpool")
 _MATMUL = ("fc", "matmul")
+_ROW_WISE = ("softmax", "layernorm")
 
 
 def kernel_features(graph: Graph, type_: str, nodes: list[Node], kinds: list[str]) -> Features:
@@ -51,7 +52,10 @@ def _main_features(graph: Graph, type_: str, nodes: list[Node], kinds: list[str]
         return _matmul_features(graph, node)
     if kind == "concat":
         return _concat_features(graph, node)
-    features = _tensor_features(_first_input_shape(graph, node))
+    shape = _first_input_shape(graph, node)
+    if kind in _ROW_WISE and shape:  # work along the last axis, whatever the rank
+        return {"ROWS": prod(shape[:-1]), "COLS": shape[-1]}
+    features = _tensor_features(shape)
     if kind == "split":
         features["OUTPUTS"] = len(node.outputs)
     return features
