@@ -23,6 +23,8 @@ COMMANDS = {
     "ir": ("edgemeter.cli.graph_commands:ir", "Import a model and write its graph IR as JSON."),
     "kernels": ("edgemeter.cli.graph_commands:kernels",
                 "Split a model into the kernels a runtime executes."),
+    "pareto": ("edgemeter.cli.pareto_commands:pareto",
+               "Pareto front of per-operator backend assignments (latency vs memory)."),
 }
 
 

@@ -8,6 +8,7 @@ one having to wait for the other.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
 from pathlib import Path
 
 import onnx
@@ -180,3 +181,17 @@ def extract(model: onnx.ModelProto, part: Partition) -> onnx.ModelProto:
     out = helper.make_model(sub, opset_imports=model.opset_import, producer_name="edgemeter")
     out.ir_version = model.ir_version
     return out
+
+
+def tensor_bytes(model: onnx.ModelProto) -> dict[str, int]:
+    """Tensor name -> size in bytes, for initializers and tensors whose shape is fully known."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    sizes = {init.name: prod(init.dims) * tensor_dtype_to_np_dtype(init.data_type).itemsize
+             for init in model.graph.initializer}
+    for value in [*model.graph.value_info, *model.graph.output, *model.graph.input]:
+        t = value.type.tensor_type
+        if t.elem_type and t.shape.dim and all(d.HasField("dim_value") for d in t.shape.dim):
+            sizes[value.name] = (prod(d.dim_value for d in t.shape.dim)
+                                 * tensor_dtype_to_np_dtype(t.elem_type).itemsize)
+    return sizes

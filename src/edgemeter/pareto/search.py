@@ -54,6 +54,7 @@ class Study:
         self.on_solution = on_solution
         self.solutions: dict[int, Solution] = {}
         self.archive = ParetoArchive()
+        self.extra: dict = {}           # more top-level keys for the output (offline summary)
         self._unsaved = 0
 
     # -- evaluation ------------------------------------------------------------------------
@@ -95,6 +96,7 @@ class Study:
                            for s in bad],
             "configs": {str(i): self.space.config(i) for i in sorted(self.solutions)},
             "front": self.archive.front,
+            **self.extra,
         }
 
     def save(self, path: str | Path | None = None) -> None:

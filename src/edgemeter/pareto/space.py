@@ -93,7 +93,9 @@ def build_space(model: onnx.ModelProto, backends: Sequence[str], mode: str = "na
         raise ConfigError(f"unknown mode {mode!r} (expected one of: {', '.join(MODES)})")
     if len(backends) < 2 or len(set(backends)) != len(backends):
         raise ConfigError("need at least two distinct backends to assign operators to")
-    sizes = _output_bytes(model)
+    from edgemeter.pareto.partition import tensor_bytes
+
+    sizes = tensor_bytes(model)
     oplist: list[str] = []
     node_keys: dict[str, int] = {}
     for node in model.graph.node:
@@ -102,17 +104,3 @@ def build_space(model: onnx.ModelProto, backends: Sequence[str], mode: str = "na
             oplist.append(key)
         node_keys[node.name] = oplist.index(key)
     return DecisionSpace(mode, oplist, list(backends), node_keys)
-
-
-def _output_bytes(model: onnx.ModelProto) -> dict[str, int]:
-    """Tensor name -> size in bytes, for tensors whose shape is fully known."""
-    from onnx.helper import tensor_dtype_to_np_dtype
-
-    sizes = {}
-    for value in [*model.graph.value_info, *model.graph.output, *model.graph.input]:
-        tensor = value.type.tensor_type
-        dims = tensor.shape.dim
-        if tensor.elem_type and dims and all(d.HasField("dim_value") for d in dims):
-            itemsize = tensor_dtype_to_np_dtype(tensor.elem_type).itemsize
-            sizes[value.name] = prod(d.dim_value for d in dims) * itemsize
-    return sizes

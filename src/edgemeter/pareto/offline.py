@@ -1,0 +1,176 @@
+"""Offline estimation: search a predicted space, then measure only the predicted front.
+
+An assignment's latency is predicted as the sum of its nodes' predicted latencies on their
+backends (in-context, whole-model per-node times) plus a fixed cost per partition (one session
+call and its tensor hand-over). Its peak memory is predicted from the graph: a baseline process,
+plus each backend runtime it loads, plus per partition its weights and its largest node's live
+activations. The runtime terms are calibrated from the single-backend assignments, which are
+measured first (they anchor both ends of the front anyway).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+import onnx
+
+from edgemeter.pareto.archive import ParetoArchive, hypervolume, reference_point
+from edgemeter.pareto.partition import Partition, partition, tensor_bytes
+from edgemeter.pareto.search import Solution, Study, brute_force, nsga2
+from edgemeter.pareto.space import DecisionSpace
+
+# (prepared ONNX model, backend name) -> ONNX node name -> predicted ms on that backend, in the
+# context of the whole model. Per-backend kernel predictors provide it; nodes they leave out
+# count as 0 ms.
+PredictLatency = Callable[[onnx.ModelProto, str], dict[str, float]]
+
+# Time to call one more session and hand its tensors over, measured on this machine kind
+# (MobileNetV2 at 64 px cut into 71 partitions: +0.25 ms per partition).
+PARTITION_OVERHEAD_MS = 0.25
+
+# Above this many assignments the predicted space is searched by NSGA-II instead of enumerated.
+ENUMERATE_LIMIT = 20_000
+
+
+@dataclass
+class MemoryModel:
+    base_kb: float                                 # a measuring process that runs nothing
+    runtime_kb: dict[str, float] = field(default_factory=dict)   # each backend runtime loaded
+
+
+class OfflineEstimator:
+    """Predicted (exec_time, max_rss) of any assignment of ``space``; callable as a study's
+    evaluate. ``memory`` comes from :func:`calibrate_memory`."""
+
+    def __init__(self, model: onnx.ModelProto, space: DecisionSpace, predict: PredictLatency,
+                 memory: MemoryModel, partition_overhead_ms: float = PARTITION_OVERHEAD_MS):
+        self.model, self.space, self.memory = model, space, memory
+        self.node_ms = {b: predict(model, b) for b in space.backends}
+        self.overhead_ms = partition_overhead_ms
+        self._bytes = tensor_bytes(model)
+        self._weights = {init.name for init in model.graph.initializer}
+        self._nodes = {n.name: n for n in model.graph.node}
+
+    def partition_kb(self, part: Partition) -> float:
+        """Weights of the partition plus the live activations of its largest node."""
+        nodes = [self._nodes[n] for n in part.nodes]
+        weights = {t for n in nodes for t in n.input if t in self._weights}
+        live = max(sum(self._bytes.get(t, 0) for t in [*n.input, *n.output] if t not in weights)
+                   for n in nodes)
+        return (sum(self._bytes.get(t, 0) for t in weights) + live) / 1024
+
+    def __call__(self, ident: int) -> Solution:
+        assignment = self.space.node_backends(ident)
+        parts = partition(self.model, assignment)
+        ms = sum(self.node_ms[b].get(node, 0.0) for node, b in assignment.items())
+        kb = (self.memory.base_kb + sum(self.memory.runtime_kb[b] for b in {p.backend for p in parts})
+              + sum(self.partition_kb(p) for p in parts))
+        return Solution(ident, round(ms + self.overhead_ms * len(parts), 4), round(kb),
+                        partitions=len(parts))
+
+
+def uniform_ids(space: DecisionSpace) -> dict[str, int]:
+    """Backend -> the assignment that puts every key on it."""
+    return {b: space.encode([k] * len(space.oplist)) for k, b in enumerate(space.backends)}
+
+
+def calibrate_memory(estimator: OfflineEstimator, measured: dict[str, Solution]) -> MemoryModel:
+    """Runtime memory of each backend from its measured single-backend assignment, less the
+    baseline process and the model's own predicted weights and activations."""
+    base = baseline_rss_kb()
+    runtime = {}
+    for backend, solution in measured.items():
+        ident = uniform_ids(estimator.space)[backend]
+        parts = partition(estimator.model, estimator.space.node_backends(ident))
+        graph_kb = sum(estimator.partition_kb(p) for p in parts)
+        runtime[backend] = max(solution.max_rss - base - graph_kb, 0.0)
+    return MemoryModel(base, runtime)
+
+
+def baseline_rss_kb() -> float:
+    """Peak RSS of a fresh process that imports what a measuring process imports before loading
+    any runtime."""
+    code = ("import numpy, onnx, edgemeter.backends.worker, edgemeter.pareto.executor;"
+            "from edgemeter.backends.worker import peak_rss_kb; print(peak_rss_kb())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+@dataclass
+class OfflineResult:
+    predicted: Study               # every assignment the offline search scored
+    measured: Study                # the anchors and the predicted front, measured
+    hypervolume_ratio: float       # measured front of the predicted front / predicted front
+
+    def summary(self) -> dict:
+        return {"predicted_front": self.predicted.archive.front,
+                "predicted": [{"id": s.id, "exec_time": s.exec_time, "max_rss": s.max_rss}
+                              for s in self.predicted.solutions.values()
+                              if s.id in self.predicted.archive],
+                "scored": self.predicted.measured,
+                "measured": self.measured.measured,
+                "saved": self.measured.space.size - self.measured.measured,
+                "hypervolume_ratio": self.hypervolume_ratio}
+
+
+def offline_search(model: onnx.ModelProto, measured: Study, predict: PredictLatency,
+                   budget: int | None = None, seed: int = 0) -> OfflineResult:
+    """Measure the single-backend anchors into ``measured``, calibrate memory on them, search
+    the predicted space (enumerated when small, else NSGA-II with ``budget`` predictions), then
+    measure the predicted front into ``measured``."""
+    space = measured.space
+    anchors = {b: measured.evaluate(i) for b, i in uniform_ids(space).items()}
+    failed = [f"{b}: {s.error}" for b, s in anchors.items() if not s.feasible]
+    if failed:
+        from edgemeter.errors import ModelError
+        raise ModelError(f"cannot calibrate offline mode, a single-backend run failed ({failed[0]})")
+    estimator = OfflineEstimator(model, space, predict, MemoryModel(0.0))
+    estimator.memory = calibrate_memory(estimator, anchors)
+    predicted = Study(space, estimator)
+    if space.size <= ENUMERATE_LIMIT:
+        brute_force(predicted)
+    else:
+        nsga2(predicted, budget or ENUMERATE_LIMIT, seed=seed)
+    for ident in predicted.archive.front:
+        measured.evaluate(ident)
+    return OfflineResult(predicted, measured, hypervolume_ratio(
+        [predicted.solutions[i].objectives for i in predicted.archive.front],
+        [measured.solutions[i].objectives for i in predicted.archive.front
+         if measured.solutions[i].feasible]))
+
+
+def hypervolume_ratio(reference_front: list, candidate: list) -> float:
+    """HV(front of ``candidate``) / HV(``reference_front``), both against one reference point
+    beyond the worst value of either set."""
+    candidate_front = ParetoArchive(enumerate(candidate)).points.values()
+    ref = reference_point([*reference_front, *candidate])
+    base = hypervolume(reference_front, ref)
+    return hypervolume(candidate_front, ref) / base if base else 0.0
+
+
+def profiled_predictor(model_path, protocol=None, threads: int = 1) -> PredictLatency:
+    """Per-node latencies from one profiled run of the whole model per backend (onnxruntime's
+    profiler, OpenVINO's perf counters): B measurements predict all B^K assignments. Runtime
+    layer names map to the ONNX node whose name is their longest prefix (OpenVINO appends
+    suffixes such as ``/WithoutBiases``); fused nodes count under the node that absorbed them."""
+    from edgemeter.backends import measure
+
+    def predict(model: onnx.ModelProto, backend: str) -> dict[str, float]:
+        m = measure(model_path, backend, {"threads": threads}, protocol, profile=True)
+        if not m.ok or not m.node_times_ms:
+            from edgemeter.errors import ModelError
+            raise ModelError(f"cannot profile {model_path} on {backend}: "
+                             f"{m.error or 'no per-node times'}")
+        names = sorted((n.name for n in model.graph.node), key=len, reverse=True)
+        out: dict[str, float] = {}
+        for layer, ms in m.node_times_ms.items():
+            node = next((n for n in names if layer.startswith(n)), None)
+            if node is not None:
+                out[node] = out.get(node, 0.0) + ms
+        # Scale to the unprofiled median: the profiler adds time per node.
+        scale = m.median_ms / sum(out.values()) if out else 1.0
+        return {node: ms * scale for node, ms in out.items()}
+
+    return predict
