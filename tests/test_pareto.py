@@ -152,12 +152,12 @@ def test_unrunnable_assignment_is_recorded_infeasible(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     space = build_space(prepare_model(path), [ORT, OV32], "name")
     evaluator = PartitionedEvaluator(path, space, tmp_path / "work", protocol=QUICK)
-    bad = evaluator(space.from_config({"Relu": ORT, "Det": OV32}))
-    assert not bad.feasible and "openvino" in bad.error
-    good = evaluator(space.from_config({"Relu": OV32, "Det": ORT}))
-    assert good.feasible, good.error
     study = Study(space, evaluator)
     brute_force(study)
+    bad = study.solutions[space.from_config({"Relu": ORT, "Det": OV32})]
+    assert not bad.feasible and "openvino" in bad.error
+    good = study.solutions[space.from_config({"Relu": OV32, "Det": ORT})]
+    assert good.feasible, good.error
     data = study.to_dict()
     assert {s["id"] for s in data["infeasible"]} == {2, 3}
     assert all(s["id"] not in (2, 3) for s in data["solutions"])
@@ -225,3 +225,56 @@ def test_resume_from_checkpoint_skips_measured(tmp_path):
     assert again.resume() == 5
     brute_force(again)
     assert calls == list(range(5, 16)) and again.measured == 16
+
+
+# -- offline mode and CLI --------------------------------------------------------------------
+def _stand_in_predictor(model, backend):
+    """TEST STAND-IN for the per-backend kernel predictors: output bytes at a per-backend rate."""
+    from edgemeter.pareto.partition import tensor_bytes
+    sizes = tensor_bytes(model)
+    rate = {ORT: 1e-6, OV32: 2e-6}[backend]
+    return {n.name: sizes.get(n.output[0], 0) * rate for n in model.graph.node}
+
+
+def test_offline_measures_only_the_predicted_front(residual, tmp_path):
+    from edgemeter.pareto.offline import offline_search
+
+    model = prepare_model(residual)
+    space = build_space(model, [ORT, OV32], "name")
+    measured = Study(space, PartitionedEvaluator(residual, space, tmp_path / "w", protocol=QUICK))
+    result = offline_search(model, measured, _stand_in_predictor)
+    summary = result.summary()
+    assert result.predicted.measured == space.size          # small space: every one scored
+    front = set(result.predicted.archive.front)
+    assert set(measured.solutions) == front | {0, space.size - 1}   # anchors + predicted front
+    assert summary["saved"] == space.size - measured.measured > 0
+    assert summary["hypervolume_ratio"] > 0
+    # memory is calibrated so that the single-backend anchors are predicted closely
+    for ident in (0, space.size - 1):
+        predicted, real = result.predicted.solutions[ident].max_rss, measured.solutions[ident].max_rss
+        assert abs(predicted - real) / real < 0.05
+
+
+def test_profiled_predictor_maps_runtime_layers_to_nodes(residual):
+    from edgemeter.pareto.offline import profiled_predictor
+
+    model = prepare_model(residual)
+    times = profiled_predictor(residual, QUICK)(model, OV32)
+    assert times and set(times) <= {n.name for n in model.graph.node}
+    assert all(ms >= 0 for ms in times.values())
+
+
+def test_cli_writes_the_dump_and_plot(residual, tmp_path):
+    from edgemeter.cli import main
+
+    dump, png = tmp_path / "front.json", tmp_path / "front.png"
+    main(["pareto", str(residual), "--backends", f"{ORT},{OV32}", "--algo", "random",
+          "--budget", "3", "--repeats", "3", "--dump", str(dump), "--plot", str(png)])
+    data = json.loads(dump.read_text())
+    assert set(data) >= {"mode", "oplist", "solutions", "configs", "front"}
+    assert len(data["solutions"]) + len(data["infeasible"]) == 3
+    assert set(data["front"]) <= {s["id"] for s in data["solutions"]}
+    assert png.stat().st_size > 0
+    main(["pareto", str(residual), "--backends", f"{ORT},{OV32}", "--algo", "random",
+          "--budget", "5", "--repeats", "3", "--dump", str(dump), "--resume"])   # 2 more
+    assert len(json.loads(dump.read_text())["solutions"]) == 5
