@@ -56,9 +56,9 @@ parameter count.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import ceil
 from typing import Any, Callable
 
+from edgemeter.converters.layout import same_pads, to_nchw, to_nhwc
 from edgemeter.errors import ModelError
 from edgemeter.graph import Graph, Node, Tensor
 
@@ -94,14 +94,6 @@ TF_TYPES = {"Conv2D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "MatMul", 
 BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"}
 INPUT_TYPES = {"Placeholder"}
 DROPPED_TYPES = {"Const", "Identity", "NoOp"}
-
-
-def to_nchw(shape: list[int]) -> list[int]:
-    return [shape[0], shape[3], shape[1], shape[2]] if len(shape) == 4 else list(shape)
-
-
-def to_nhwc(shape: list[int]) -> list[int]:
-    return [shape[0], shape[2], shape[3], shape[1]] if len(shape) == 4 else list(shape)
 
 
 # -- import -----------------------------------------------------------------------------------
@@ -159,12 +151,7 @@ def _spatial_pads(op: _Op, kernel: list[int], strides: list[int], dilations: lis
     padding = padding.decode() if isinstance(padding, bytes) else str(padding)
     if padding.upper() != "SAME":
         return [0, 0, 0, 0]
-    begin, end = [], []
-    for size, k, s, d in zip(op.x()[2:], kernel, strides, dilations):
-        total = max((ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
-        begin.append(total // 2)
-        end.append(total - total // 2)
-    return begin + end
+    return same_pads(op.x()[2:], kernel, strides, dilations)
 
 
 def _bias(op: _Op) -> bool:

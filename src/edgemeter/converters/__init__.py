@@ -1,0 +1,1 @@
+"""Model format converters: the light paths runtimes need (ONNX → .tflite) without TensorFlow."""
