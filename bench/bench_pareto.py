@@ -1,0 +1,143 @@
+"""Benchmark of the Pareto search on real runtimes.
+
+For a MobileNetV2-like and a ResNet-like model (edgemeter.zoo) in name mode:
+
+1. brute force: measure every assignment (fresh processes, the measurement protocol) -> the
+   true front and its hypervolume (HV);
+2. replay each search algorithm on those measurements (a lookup, as the seed's brute-force
+   profiler intends) over several seeds: how many measurements it needs to reach 95% of the
+   brute-force HV;
+3. offline mode: one profiled run per backend predicts every assignment; the predicted front is
+   "measured" from the lookup; HV of what was measured over the brute-force HV.
+
+    .venv/bin/python bench/bench_pareto.py [--backends a,b] [--resolution 64] [--out DIR]
+
+Defaults finish in a few minutes on 2 cores (2 backends: 64 + 128 assignments). Brute-force
+dumps are checkpoints: rerunning with the same --out resumes them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from edgemeter import zoo
+from edgemeter.backends import Protocol
+from edgemeter.pareto.archive import reference_point
+from edgemeter.pareto.executor import PartitionedEvaluator
+from edgemeter.pareto.offline import hypervolume_ratio, offline_search, profiled_predictor
+from edgemeter.pareto.partition import prepare_model
+from edgemeter.pareto.plot import plot_front
+from edgemeter.pareto.search import Study, brute_force, local_search, nsga2, random_search
+from edgemeter.pareto.space import build_space
+
+MODELS = {"mobilenetv2": "MobileNetV2-like", "resnet": "ResNet-like"}
+ALGORITHMS = {"random": random_search, "nsga2": nsga2, "local": local_search}
+
+
+class Reached(Exception):
+    pass
+
+
+def measurements_to_reach(algo, space, lookup, target: float, reference, seed: int) -> int | None:
+    """Distinct measurements ``algo`` makes before its front's HV reaches ``target``; None when
+    it stops first."""
+    def watch(_solution) -> None:
+        if study.archive.hypervolume(reference) >= target:
+            raise Reached
+
+    study = Study(space, lookup.__getitem__, on_solution=watch)
+    try:
+        algo(study, budget=space.size, seed=seed)
+    except Reached:
+        return study.measured
+    return None
+
+
+def bench_model(family: str, args, out: Path) -> dict:
+    model, shape = zoo.build(family, {"resolution": args.resolution})
+    path = zoo.export_onnx(model, shape, out / f"{family}.onnx")
+    prepared = prepare_model(path)
+    space = build_space(prepared, args.backends, "name")
+    print(f"\n## {MODELS[family]} ({family}, {args.resolution} px): {space.describe()}")
+    protocol = Protocol(warmup=5, repeats=args.repeats, rounds=1, max_rounds=1)
+    evaluator = PartitionedEvaluator(path, space, out / f"{family}.work", protocol=protocol)
+    dump = out / f"{family}-brute.json"
+    study = Study(space, evaluator, dump=dump)
+    if dump.exists():
+        study.resume()
+    start = time.monotonic()
+    brute_force(study)
+    study.save()
+    brute_s = time.monotonic() - start
+    lookup = study.solutions
+    feasible = [s.objectives for s in lookup.values() if s.feasible]
+    reference = reference_point(feasible)
+    hv_true = study.archive.hypervolume(reference)
+    front = [lookup[i] for i in study.archive.front]
+    print(f"brute force: {study.measured} assignments in {brute_s:.0f} s "
+          f"({sum(not s.feasible for s in lookup.values())} infeasible); front:")
+    for s in front:
+        config = ", ".join(f"{k}={v}" for k, v in space.config(s.id).items())
+        print(f"  #{s.id}: {s.exec_time:.3f} ms, {s.max_rss / 1024:.1f} MiB, "
+              f"{s.partitions} partitions [{config}]")
+    plot_front(study.to_dict(), out / f"{family}-front.png",
+               title=f"{MODELS[family]}: {space.describe()}")
+
+    needed = {}
+    for name, algo in ALGORITHMS.items():
+        counts = [measurements_to_reach(algo, space, lookup, 0.95 * hv_true, reference, seed)
+                  for seed in range(args.seeds)]
+        reached = [c for c in counts if c is not None]
+        needed[name] = {"median": statistics.median(reached) if reached else None,
+                        "reached": f"{len(reached)}/{len(counts)}", "runs": counts}
+    needed["brute"] = {"median": measurements_to_reach(
+        lambda s, budget, seed: brute_force(s), space, lookup, 0.95 * hv_true, reference, 0),
+        "reached": "1/1"}
+    print(f"measurements to reach 95% of the brute-force HV (median over {args.seeds} seeds, "
+          f"of {space.size}):")
+    for name, row in needed.items():
+        print(f"  {name:7s} {row['median']}  (reached in {row['reached']} runs)")
+
+    start = time.monotonic()
+    replay = Study(space, lookup.__getitem__)
+    result = offline_search(prepared, replay, profiled_predictor(path, protocol))
+    offline_s = time.monotonic() - start
+    measured_front = [lookup[i].objectives for i in result.predicted.archive.front
+                      if lookup[i].feasible]
+    vs_brute = hypervolume_ratio([s.objectives for s in front], measured_front)
+    summary = result.summary()
+    print(f"offline: {len(args.backends)} profiled runs + {summary['measured']} measurements "
+          f"(of {space.size}); HV of the measured predicted front / brute-force HV = "
+          f"{vs_brute:.3f}; / its own predicted HV = {summary['hypervolume_ratio']:.3f} "
+          f"({offline_s:.0f} s)")
+    return {"model": family, "space": space.describe(), "brute_force_s": round(brute_s, 1),
+            "front": [{"id": s.id, "exec_time": s.exec_time, "max_rss": s.max_rss,
+                       "config": space.config(s.id)} for s in front],
+            "measurements_to_95pct_hv": needed,
+            "offline": {**{k: summary[k] for k in ("measured", "saved", "hypervolume_ratio")},
+                        "profiled_runs": len(args.backends), "hv_ratio_vs_brute": vs_brute}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default="onnxruntime-cpu,openvino-cpu-bf16")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per assignment")
+    parser.add_argument("--seeds", type=int, default=10, help="replays per algorithm")
+    parser.add_argument("--out", type=Path, help="results folder (default: a temporary one)")
+    args = parser.parse_args()
+    args.backends = args.backends.split(",")
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench-pareto-"))
+    out.mkdir(parents=True, exist_ok=True)
+    results = [bench_model(family, args, out) for family in args.models.split(",")]
+    (out / "bench_pareto.json").write_text(json.dumps(results, indent=1))
+    print(f"\nresults, dumps and front plots in {out}")
+
+
+if __name__ == "__main__":
+    main()
