@@ -1,0 +1,107 @@
+"""``edgemeter predictors list|info|register|unregister``: manage installed predictors."""
+from __future__ import annotations
+
+import json
+
+import click
+
+_VERSION = click.option("--version", "version", metavar="V",
+                        help="A specific version (default: the newest).")
+
+
+@click.group()
+def predictors() -> None:
+    """List, inspect, register and unregister latency predictors."""
+
+
+@predictors.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_cmd(as_json: bool) -> None:
+    """List shipped and registered predictors (* marks the default)."""
+    from edgemeter.predictor.registry import list_predictors
+
+    found = list_predictors()
+    if as_json:
+        click.echo(json.dumps([{"name": p.name, "version": p.version, "backend": p.backend,
+                                "origin": p.origin, "default": p.default, "path": str(p.path),
+                                "kernels": list(p.kernels), "problem": p.problem}
+                               for p in found], indent=2))
+        return
+    if not found:
+        click.echo("No predictors installed. Register one with: edgemeter predictors register PATH")
+        return
+    rows = [("", "NAME", "VERSION", "BACKEND", "KERNELS", "ORIGIN", "CREATED")]
+    for p in found:
+        rows.append(("*" if p.default else "", p.name, p.version,
+                     p.backend or f"BROKEN: {p.problem}", str(len(p.kernels)) if p.kernels else "",
+                     p.origin, p.created[:10]))
+    _table(rows)
+
+
+@predictors.command()
+@click.argument("name")
+@_VERSION
+@click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
+def info(name: str, version: str | None, as_json: bool) -> None:
+    """Show a predictor's backend, build machine and per-kernel accuracy."""
+    from edgemeter.predictor import fingerprint
+    from edgemeter.predictor.registry import describe, find_predictor
+
+    manifest = describe(find_predictor(name, version))
+    if as_json:
+        click.echo(json.dumps(manifest, indent=2))
+        return
+    runtimes = ", ".join(f"{k} {v}" for k, v in manifest["runtime_versions"].items()) or "-"
+    built_on = manifest["fingerprint"]
+    click.echo(f"{manifest['name']} {manifest['version']}"
+               f"{' (default)' if manifest['default'] else ''}\n"
+               f"  backend:   {manifest['backend']}\n"
+               f"  runtimes:  {runtimes}\n"
+               f"  built on:  {built_on.get('cpu_model', '?')}, "
+               f"{built_on.get('cpu_count', '?')} CPUs, {manifest['created']}, "
+               f"edgemeter {manifest['edgemeter_version']}\n"
+               f"  location:  {manifest['path']} ({manifest['origin']})")
+    rows = [("KERNEL", "ALGO", "SAMPLES", "RMSPE %", "±5 %", "±10 %")]
+    for kernel, entry in sorted(manifest["kernels"].items()):
+        acc = entry["accuracy"]
+        rows.append((kernel, entry.get("algo", "?"), str(entry.get("samples", "")),
+                     *(_pct(acc.get(key)) for key in ("rmspe", "within_5", "within_10"))))
+    _table(rows, indent="  ")
+    for kernel, why in sorted(manifest["missing_kernels"].items()):
+        click.echo(f"  missing:   {kernel} ({why})")
+    runtimes_now = built_on.get("runtimes") or manifest["runtime_versions"]
+    for diff in fingerprint.compare(built_on, fingerprint.current(runtimes_now)):
+        click.echo(f"  warning:   {diff}")
+
+
+@predictors.command("register")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--force", is_flag=True, help="Replace a registered predictor of the same version.")
+def register_cmd(path: str, force: bool) -> None:
+    """Check the predictor package at PATH (folder or .zip) and install a copy."""
+    from edgemeter.predictor.registry import register
+
+    info = register(path, overwrite=force)
+    click.echo(f"Registered {info.label} ({info.backend}, {len(info.kernels)} kernels) "
+               f"in {info.path}")
+
+
+@predictors.command("unregister")
+@click.argument("name")
+@_VERSION
+def unregister_cmd(name: str, version: str | None) -> None:
+    """Remove a registered predictor (every version unless --version is given)."""
+    from edgemeter.predictor.registry import unregister
+
+    for info in unregister(name, version):
+        click.echo(f"Unregistered {info.label}")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _table(rows: list[tuple[str, ...]], indent: str = "") -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo(indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

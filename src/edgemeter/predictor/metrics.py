@@ -1,0 +1,55 @@
+"""Accuracy figures for latency predictions, as nn-Meter and LitePred report them.
+
+Relative figures (RMSPE, share within a tolerance) are in percent: latency errors matter relative
+to the latency, and a percentage reads the same for a 0.05 ms ReLU and a 40 ms model.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+def _pair(y_true: ArrayLike, y_pred: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    true = np.asarray(y_true, dtype=np.float64).ravel()
+    pred = np.asarray(y_pred, dtype=np.float64).ravel()
+    if true.shape != pred.shape:
+        raise ValueError(f"y_true has {true.size} values but y_pred has {pred.size}")
+    if true.size == 0:
+        raise ValueError("no values to score")
+    return true, pred
+
+
+def _relative_errors(y_true: ArrayLike, y_pred: ArrayLike) -> np.ndarray:
+    true, pred = _pair(y_true, y_pred)
+    if np.any(true <= 0):
+        raise ValueError("relative errors need positive true values (latencies)")
+    return (pred - true) / true
+
+
+def rmse(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Root mean squared error, in the unit of ``y_true``."""
+    true, pred = _pair(y_true, y_pred)
+    return float(np.sqrt(np.mean((pred - true) ** 2)))
+
+
+def rmspe(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Root mean squared percentage error, in percent."""
+    return float(100.0 * np.sqrt(np.mean(_relative_errors(y_true, y_pred) ** 2)))
+
+
+def within(y_true: ArrayLike, y_pred: ArrayLike, tolerance_pct: float) -> float:
+    """Share of predictions within ±``tolerance_pct`` percent of the truth, in percent."""
+    errors = np.abs(_relative_errors(y_true, y_pred))
+    # A hair of slack so that an error of exactly 10% (up to rounding) counts as within 10%.
+    return float(100.0 * np.mean(errors <= tolerance_pct / 100.0 + 1e-12))
+
+
+def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
+    """Every figure at once: ``n``, ``rmse``, ``rmspe``, ``within_5``, ``within_10``."""
+    return {
+        "n": int(np.asarray(y_true).size),
+        "rmse": rmse(y_true, y_pred),
+        "rmspe": rmspe(y_true, y_pred),
+        "within_5": within(y_true, y_pred, 5),
+        "within_10": within(y_true, y_pred, 10),
+    }

@@ -1,0 +1,357 @@
+"""The predictor package: everything needed to predict for one device+runtime, as plain data.
+
+A package is a folder, or the same files in a .zip::
+
+    manifest.json            name, version, backend, runtimes, hardware fingerprint, kernels with
+                             their features and accuracy, file checksums, format version
+    fusion_rules.yaml        the rules kernel detection uses, copied verbatim from the build
+    regressors/<kernel>.npz  tree arrays (see edgemeter.predictor.regressors), no pickle
+    data/<kernel>.csv        the training data, so anyone can retrain or audit
+
+Packages are shared like data files, so loading one executes no code from it: JSON, YAML through
+``safe_load``, .npz through ``allow_pickle=False``, and every file is checked against the
+manifest's SHA-256 before use. A package that is not right fails with one line naming the file.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgemeter import __version__
+from edgemeter.errors import ConfigError, ModelError
+from edgemeter.predictor import fingerprint as fp
+from edgemeter.predictor.regressors import TreeRegressor, load_regressor
+
+FORMAT = "edgemeter-predictor/1"
+MANIFEST = "manifest.json"
+RULES = "fusion_rules.yaml"
+# Names become file and folder names: no separators, no leading dot, nothing odd.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
+# A member larger than this is not a predictor file, whatever the zip claims.
+_MAX_FILE_BYTES = 256 << 20
+
+
+def regressor_file(kernel: str) -> str:
+    return f"regressors/{kernel}.npz"
+
+
+def data_file(kernel: str) -> str:
+    return f"data/{kernel}.csv"
+
+
+def check_name(what: str, value: Any) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ConfigError(f"bad {what} {value!r}: use letters, digits and . _ + - "
+                          "(not starting with . _ + -)")
+    return value
+
+
+@dataclass
+class PredictorPackage:
+    """A latency predictor for one backend: a regressor per kernel type plus its provenance.
+
+    ``training_data`` maps kernel type → rows (dicts); a loaded package reads each CSV only
+    when asked. ``missing_kernels`` names kernel types the build could not train, with why.
+    ``extra`` is free-form JSON for later stages (kept verbatim through save and load).
+    """
+
+    name: str
+    version: str
+    backend: str
+    regressors: dict[str, TreeRegressor]
+    fusion_rules: str
+    accuracy: dict[str, dict[str, float]] = field(default_factory=dict)
+    training_data: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    runtime_versions: dict[str, str | None] = field(default_factory=dict)
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    missing_kernels: dict[str, str] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(
+        timespec="seconds"))
+    edgemeter_version: str = __version__
+    extra: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+
+    @property
+    def kernels(self) -> list[str]:
+        return sorted(self.regressors)
+
+    def feature_names(self, kernel: str) -> list[str]:
+        return list(self.regressors[kernel].feature_names_)
+
+    def rules(self) -> Any:
+        """The fusion rules parsed for kernel detection (a ``FusionRules``)."""
+        from edgemeter.kernels.rules import parse_rules
+
+        return parse_rules(yaml.safe_load(self.fusion_rules), source=f"{self.label}: {RULES}")
+
+    def machine_differences(self, machine: dict[str, Any] | None = None) -> list[str]:
+        """How this machine (or ``machine``) differs from the one the predictor was built on."""
+        if machine is None:
+            machine = fp.current(self.fingerprint.get("runtimes") or self.runtime_versions)
+        return fp.compare(self.fingerprint, machine)
+
+    @property
+    def label(self) -> str:
+        return f"predictor {self.name} {self.version}"
+
+    def to_manifest(self, files: dict[str, str]) -> dict[str, Any]:
+        kernels = {}
+        for kernel in self.kernels:
+            regressor = self.regressors[kernel]
+            kernels[kernel] = {
+                "algo": regressor.algo,
+                "features": list(regressor.feature_names_),
+                "accuracy": self.accuracy.get(kernel, {}),
+                "samples": len(self.training_data.get(kernel, ())),
+            }
+        return {
+            "format": FORMAT, "name": self.name, "version": self.version,
+            "backend": self.backend, "created": self.created,
+            "edgemeter_version": self.edgemeter_version,
+            "runtime_versions": self.runtime_versions, "fingerprint": self.fingerprint,
+            "kernels": kernels, "missing_kernels": self.missing_kernels, "extra": self.extra,
+            "files": files,
+        }
+
+
+# -- saving -------------------------------------------------------------------------------------
+
+def save_package(package: PredictorPackage, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``package`` as a folder, or as a zip when ``path`` ends in ``.zip``.
+
+    The package is written beside its destination and moved into place at the end, so an
+    interrupted save never leaves a half-written package behind.
+    """
+    path = Path(path)
+    check_name("predictor name", package.name)
+    check_name("predictor version", package.version)
+    for kernel in [*package.regressors, *package.missing_kernels]:
+        check_name("kernel type", kernel)
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path} already exists (pass overwrite=True to replace it)")
+    files = _package_files(package)
+    files[MANIFEST] = json.dumps(package.to_manifest({k: _sha256(v) for k, v in files.items()}),
+                                 indent=2, sort_keys=False).encode() + b"\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        if path.suffix == ".zip":
+            staged = tmp / path.name
+            with zipfile.ZipFile(staged, "w", zipfile.ZIP_DEFLATED) as zf:
+                for name, data in files.items():
+                    zf.writestr(name, data)
+        else:
+            staged = tmp / "package"
+            for name, data in files.items():
+                (staged / name).parent.mkdir(parents=True, exist_ok=True)
+                (staged / name).write_bytes(data)
+        if path.exists():
+            _remove(path)
+        os.replace(staged, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _package_files(package: PredictorPackage) -> dict[str, bytes]:
+    files = {RULES: package.fusion_rules.encode()}
+    for kernel in package.kernels:
+        buffer = io.BytesIO()
+        package.regressors[kernel].save(buffer)
+        files[regressor_file(kernel)] = buffer.getvalue()
+        rows = package.training_data.get(kernel)
+        if rows:
+            files[data_file(kernel)] = _csv_bytes(rows)
+    return files
+
+
+def _csv_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue().encode()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+class _Files:
+    """Read-only access to a package's files, in a folder or a zip, checked against the
+    manifest's checksums."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.zip = zipfile.ZipFile(path) if path.is_file() else None
+        self.sums: dict[str, str] = {}
+
+    def fail(self, message: str) -> ModelError:
+        # Parsers' messages (YAML's above all) span lines; the CLI promises one.
+        return ModelError(" ".join(f"predictor package {self.path}: {message}".split()))
+
+    def read(self, name: str) -> bytes:
+        try:
+            if self.zip is not None:
+                info = self.zip.getinfo(name)
+                if info.file_size > _MAX_FILE_BYTES:
+                    raise self.fail(f"{name} is implausibly large ({info.file_size} bytes)")
+                data = self.zip.read(info)
+            else:
+                data = (self.path / name).read_bytes()
+        except (KeyError, FileNotFoundError, IsADirectoryError):
+            raise self.fail(f"{name} is missing") from None
+        except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+            raise self.fail(f"cannot read {name}: {exc}") from None
+        if name != MANIFEST:
+            if name not in self.sums:
+                raise self.fail(f"{name} is not listed in {MANIFEST}")
+            if _sha256(data) != self.sums[name]:
+                raise self.fail(f"{name} does not match its checksum in {MANIFEST} "
+                                "(corrupt or modified)")
+        return data
+
+
+class _CsvTables(Mapping[str, list[dict[str, Any]]]):
+    """Training data of a loaded package, read from its CSV files on first access."""
+
+    def __init__(self, files: _Files, kernels: list[str]):
+        self._files, self._kernels = files, kernels
+        self._cache: dict[str, list[dict[str, Any]]] = {}
+
+    def __getitem__(self, kernel: str) -> list[dict[str, Any]]:
+        if kernel not in self._kernels:
+            raise KeyError(kernel)
+        if kernel not in self._cache:
+            text = self._files.read(data_file(kernel)).decode()
+            self._cache[kernel] = [{k: _number(v) for k, v in row.items()}
+                                   for row in csv.DictReader(io.StringIO(text))]
+        return self._cache[kernel]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._kernels)
+
+    def __len__(self) -> int:
+        return len(self._kernels)
+
+
+def _number(text: str) -> int | float | str | None:
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The validated manifest alone (cheap: for listings)."""
+    return _manifest(_open(Path(path)))
+
+
+def _open(path: Path) -> _Files:
+    if not path.exists():
+        raise ConfigError(f"no predictor package at {path}")
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise ModelError(f"predictor package {path}: not a folder or a .zip")
+    try:
+        return _Files(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"predictor package {path}: cannot open ({exc})") from None
+
+
+# Manifest keys and the JSON types they must have.
+_MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
+    "format": str, "name": str, "version": str, "backend": str, "created": str,
+    "edgemeter_version": str, "runtime_versions": dict, "fingerprint": dict, "kernels": dict,
+    "missing_kernels": dict, "extra": dict, "files": dict,
+}
+
+
+def _manifest(files: _Files) -> dict[str, Any]:
+    try:
+        manifest = json.loads(files.read(MANIFEST))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise files.fail(f"{MANIFEST} is not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise files.fail(f"{MANIFEST} is not a JSON object")
+    if manifest.get("format") != FORMAT:
+        raise files.fail(f"format {manifest.get('format')!r} is not {FORMAT!r} (made by another "
+                         "edgemeter version?)")
+    for key, kind in _MANIFEST_TYPES.items():
+        if not isinstance(manifest.get(key), kind):
+            raise files.fail(f"{MANIFEST}: '{key}' is missing or not a {kind.__name__}")
+    try:
+        for what in ("name", "version"):
+            check_name(f"predictor {what}", manifest[what])
+        for kernel in [*manifest["kernels"], *manifest["missing_kernels"]]:
+            check_name("kernel type", kernel)
+    except ConfigError as exc:
+        raise files.fail(f"{MANIFEST}: {exc}") from None
+    for kernel, entry in manifest["kernels"].items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("features"), list)
+                and isinstance(entry.get("accuracy"), dict)):
+            raise files.fail(f"{MANIFEST}: kernel '{kernel}' needs 'features' and 'accuracy'")
+    if not all(isinstance(v, str) for v in manifest["files"].values()):
+        raise files.fail(f"{MANIFEST}: 'files' must map file names to SHA-256 strings")
+    files.sums = manifest["files"]
+    return manifest
+
+
+def load_package(path: str | Path) -> PredictorPackage:
+    """Load and check a package folder or .zip. Nothing in it is executed."""
+    files = _open(Path(path))
+    manifest = _manifest(files)
+    from edgemeter.kernels.rules import parse_rules
+
+    try:
+        rules = files.read(RULES).decode()
+        parse_rules(yaml.safe_load(rules), source=RULES)
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise files.fail(f"{RULES} is not valid YAML ({exc})") from None
+    except ConfigError as exc:
+        raise files.fail(str(exc)) from None
+    regressors = {}
+    for kernel, entry in manifest["kernels"].items():
+        name = regressor_file(kernel)
+        regressor = load_regressor(io.BytesIO(files.read(name)),
+                                   label=f"predictor package {files.path}: {name}")
+        if regressor.feature_names_ != entry["features"]:
+            raise files.fail(f"{name} uses features {regressor.feature_names_}, the manifest "
+                             f"says {entry['features']}")
+        regressors[kernel] = regressor
+    with_data = [k for k in manifest["kernels"] if data_file(k) in files.sums]
+    for kernel in with_data:  # checked now, so a corrupt CSV surfaces at load, not mid-run
+        files.read(data_file(kernel))
+    return PredictorPackage(
+        name=manifest["name"], version=manifest["version"], backend=manifest["backend"],
+        regressors=regressors, fusion_rules=rules,
+        accuracy={k: e["accuracy"] for k, e in manifest["kernels"].items()},
+        training_data=_CsvTables(files, with_data),
+        runtime_versions=manifest["runtime_versions"], fingerprint=manifest["fingerprint"],
+        missing_kernels=manifest["missing_kernels"], created=manifest["created"],
+        edgemeter_version=manifest["edgemeter_version"], extra=manifest["extra"],
+        source=Path(path))

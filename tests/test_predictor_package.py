@@ -1,0 +1,298 @@
+"""Predictor packages: round trip, refusal of corrupt or unsafe packages, registry, CLI,
+hardware fingerprint."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgemeter.cli import main
+from edgemeter.errors import ConfigError, ModelError
+from edgemeter.predictor import fingerprint, registry
+from edgemeter.predictor.package import (
+    MANIFEST, PredictorPackage, data_file, load_package, regressor_file, save_package,
+)
+from edgemeter.predictor.training import train_kernel_regressor
+
+RULES = (Path(__file__).parents[1] / "src/edgemeter/data/fusion/onnxruntime-cpu.yaml").read_text()
+FEATURES = {"conv-relu": ["HW", "CIN", "COUT", "FLOPS"], "add": ["HW", "C", "BYTES"]}
+
+
+def rows_for(kernel: str, n: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        hw, c1, c2 = int(rng.choice([7, 14, 28])), int(rng.integers(8, 128)), int(rng.integers(8, 128))
+        if kernel == "conv-relu":
+            feats = {"HW": hw, "CIN": c1, "COUT": c2, "FLOPS": 18 * hw * hw * c1 * c2}
+            ms = 1e-8 * feats["FLOPS"] + 0.02
+        else:
+            feats = {"HW": hw, "C": c1, "BYTES": 12 * hw * hw * c1}
+            ms = 2e-7 * feats["BYTES"] + 0.005
+        rows.append(feats | {"latency_ms": ms * (1 + 0.02 * rng.standard_normal()), "id": f"k{i}"})
+    return rows
+
+
+def make_package(name: str = "ort-test", version: str = "1.0") -> PredictorPackage:
+    regressors, accuracy, data = {}, {}, {}
+    for seed, (kernel, algo) in enumerate((("conv-relu", "rf"), ("add", "gb"))):
+        data[kernel] = rows_for(kernel, 60, seed)
+        regressors[kernel], accuracy[kernel] = train_kernel_regressor(
+            data[kernel], FEATURES[kernel], algo=algo, n_estimators=15)
+    return PredictorPackage(
+        name=name, version=version, backend="onnxruntime-cpu-1t", regressors=regressors,
+        fusion_rules=RULES, accuracy=accuracy, training_data=data,
+        runtime_versions={"onnxruntime": "1.32.0"},
+        fingerprint=fingerprint.current(["onnxruntime"]),
+        missing_kernels={"softmax": "time budget spent before training"},
+        extra={"fallback": {"gflops": 12.5}})
+
+
+@pytest.fixture(scope="module")
+def package() -> PredictorPackage:
+    return make_package()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """An empty user registry and an empty shipped folder."""
+    monkeypatch.setenv("EDGEMETER_HOME", str(tmp_path / "home"))
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    monkeypatch.setattr(registry, "shipped_dir", lambda: shipped)
+    return tmp_path
+
+
+@pytest.mark.parametrize("suffix", ["", ".zip"])
+def test_round_trip(package, tmp_path, suffix):
+    path = save_package(package, tmp_path / f"pkg{suffix}")
+    assert path.is_dir() == (suffix == "")
+    loaded = load_package(path)
+    assert (loaded.name, loaded.version, loaded.backend) == ("ort-test", "1.0", "onnxruntime-cpu-1t")
+    assert loaded.kernels == ["add", "conv-relu"]
+    assert loaded.fusion_rules == RULES  # copied verbatim
+    assert loaded.rules().name == "onnxruntime-cpu"
+    assert loaded.accuracy == package.accuracy and loaded.extra == package.extra
+    assert loaded.missing_kernels == {"softmax": "time budget spent before training"}
+    assert loaded.fingerprint == package.fingerprint and loaded.created == package.created
+    assert loaded.machine_differences() == []  # same machine, same onnxruntime
+    for kernel in package.kernels:
+        assert loaded.feature_names(kernel) == FEATURES[kernel]
+        rows = package.training_data[kernel]
+        assert loaded.training_data[kernel] == rows  # CSV keeps numbers and text
+        np.testing.assert_allclose(loaded.regressors[kernel].predict_rows(rows),
+                                   package.regressors[kernel].predict_rows(rows), rtol=1e-12)
+    manifest = json.loads((path / MANIFEST).read_text()) if path.is_dir() else \
+        json.loads(zipfile.ZipFile(path).read(MANIFEST))
+    assert manifest["format"] == "edgemeter-predictor/1"
+    assert manifest["kernels"]["conv-relu"]["samples"] == 60
+    assert set(manifest["files"]) == {"fusion_rules.yaml", *(regressor_file(k) for k in FEATURES),
+                                      *(data_file(k) for k in FEATURES)}
+
+
+def test_save_refuses_existing_path_and_bad_names(package, tmp_path):
+    save_package(package, tmp_path / "pkg")
+    with pytest.raises(ConfigError, match="already exists"):
+        save_package(package, tmp_path / "pkg")
+    save_package(package, tmp_path / "pkg", overwrite=True)
+    bad = make_package(name="../escape")
+    with pytest.raises(ConfigError, match="bad predictor name '../escape'"):
+        save_package(bad, tmp_path / "bad")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]  # nothing half-written left
+
+
+def _edit_manifest(path: Path, change) -> None:
+    manifest = json.loads((path / MANIFEST).read_text())
+    change(manifest)
+    (path / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _rehash(path: Path, name: str) -> None:
+    """Make the manifest agree with a tampered file, so the file's content is what is tested."""
+    import hashlib
+
+    digest = hashlib.sha256((path / name).read_bytes()).hexdigest()
+    _edit_manifest(path, lambda m: m["files"].__setitem__(name, digest))
+
+
+def _evil_npz(path: Path) -> None:
+    with np.load(path) as arrays:
+        content = {k: arrays[k] for k in arrays.files}
+    content["value"] = np.array([eval, "payload"], dtype=object)
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=True, **content)
+    path.write_bytes(buffer.getvalue())
+
+
+CORRUPTIONS = {
+    "no manifest": (lambda p: (p / MANIFEST).unlink(), "manifest.json is missing"),
+    "manifest not JSON": (lambda p: (p / MANIFEST).write_text("{oops"), "not valid JSON"),
+    "other format": (lambda p: _edit_manifest(p, lambda m: m.update(format="edgemeter-predictor/9")),
+                     "format 'edgemeter-predictor/9'"),
+    "no backend": (lambda p: _edit_manifest(p, lambda m: m.pop("backend")), "'backend' is missing"),
+    "path in kernel name": (lambda p: _edit_manifest(
+        p, lambda m: m["kernels"].update({"../../x": m["kernels"]["add"]})), "bad kernel type"),
+    "regressor deleted": (lambda p: (p / regressor_file("add")).unlink(),
+                          "regressors/add.npz is missing"),
+    "regressor modified": (lambda p: (p / regressor_file("add")).write_bytes(b"PK\x03\x04junk"),
+                           "regressors/add.npz does not match its checksum"),
+    "pickle inside npz": (lambda p: (_evil_npz(p / regressor_file("add")),
+                                     _rehash(p, regressor_file("add"))),
+                          "regressors/add.npz: not a valid regressor file"),
+    "plain pickle as npz": (lambda p: ((p / regressor_file("add")).write_bytes(
+        b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01."), _rehash(p, regressor_file("add"))),
+        "not a valid regressor file"),
+    "features disagree": (lambda p: _edit_manifest(
+        p, lambda m: m["kernels"]["add"].update(features=["HW"])), "the manifest says"),
+    "csv modified": (lambda p: (p / data_file("add")).write_text("HW\n1\n"),
+                     "data/add.csv does not match"),
+    "rules not YAML": (lambda p: ((p / "fusion_rules.yaml").write_text("a: [b"),
+                                  _rehash(p, "fusion_rules.yaml")), "not valid YAML"),
+    "rules invalid": (lambda p: ((p / "fusion_rules.yaml").write_text("format: nope\n"),
+                                 _rehash(p, "fusion_rules.yaml")), "key 'format' must be"),
+}
+
+
+@pytest.mark.parametrize("case", CORRUPTIONS)
+def test_corrupt_package_fails_with_one_clear_line(package, tmp_path, case):
+    path = save_package(package, tmp_path / "pkg")
+    damage, message = CORRUPTIONS[case]
+    damage(path)
+    with pytest.raises(ModelError, match=message) as info:
+        load_package(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_corrupt_zip_and_missing_path(package, tmp_path):
+    path = save_package(package, tmp_path / "pkg.zip")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated download
+    with pytest.raises(ModelError, match="not a folder or a .zip"):
+        load_package(path)
+    with pytest.raises(ConfigError, match="no predictor package at"):
+        load_package(tmp_path / "nowhere")
+
+
+def test_registry_register_find_unregister(package, home, tmp_path):
+    assert registry.list_predictors() == []
+    with pytest.raises(ConfigError, match="no default predictor is shipped.*none installed"):
+        registry.find_predictor()
+
+    for version in ("1.9", "1.10"):
+        pkg = make_package(version=version)
+        registry.register(save_package(pkg, tmp_path / f"src-{version}.zip"))
+    found = registry.list_predictors()
+    assert [(p.name, p.version, p.origin) for p in found] == [
+        ("ort-test", "1.10", "user"), ("ort-test", "1.9", "user")]
+    assert found[0].kernels == ("add", "conv-relu") and found[0].backend == "onnxruntime-cpu-1t"
+    assert found[0].path == home / "home" / "predictors" / "ort-test" / "1.10"
+
+    assert registry.find_predictor("ort-test").version == "1.10"  # newest, not "1.9" > "1.10"
+    assert registry.find_predictor("ort-test", "1.9").version == "1.9"
+    loaded = load_package(registry.find_predictor("ort-test").path)
+    assert loaded.training_data["add"] == package.training_data["add"]
+    with pytest.raises(ConfigError, match="unknown predictor 'nope' .*ort-test 1.10, ort-test 1.9"):
+        registry.find_predictor("nope")
+    with pytest.raises(ConfigError, match="no version '2.0' .*available: 1.10, 1.9"):
+        registry.find_predictor("ort-test", "2.0")
+
+    with pytest.raises(ConfigError, match="already registered"):
+        registry.register(tmp_path / "src-1.9.zip")
+    registry.register(tmp_path / "src-1.9.zip", overwrite=True)
+
+    assert [p.version for p in registry.unregister("ort-test", "1.9")] == ["1.9"]
+    assert [p.version for p in registry.list_predictors()] == ["1.10"]
+    with pytest.raises(ConfigError, match="no predictor 'ort-test' version '1.9'"):
+        registry.unregister("ort-test", "1.9")
+    registry.unregister("ort-test")
+    assert registry.list_predictors() == []
+    assert not (home / "home" / "predictors" / "ort-test").exists()
+
+
+def test_registry_shipped_default_and_broken_entries(package, home):
+    shipped = registry.shipped_dir()
+    save_package(package, shipped / "ort-test" / "1.0")
+    save_package(make_package("ort-2t", "0.1"), shipped / "ort-2t" / "0.1")
+    (shipped / "index.json").write_text(json.dumps({"default": "ort-test"}))
+    default = registry.find_predictor()
+    assert (default.name, default.origin, default.default) == ("ort-test", "shipped", True)
+
+    with pytest.raises(ConfigError, match="is shipped with edgemeter"):
+        registry.register(shipped / "ort-test" / "1.0")
+    with pytest.raises(ConfigError, match="cannot be unregistered"):
+        registry.unregister("ort-test")
+
+    broken = registry.user_dir() / "half" / "1.0"
+    broken.mkdir(parents=True)
+    (broken / MANIFEST).write_text("{")
+    entry = next(p for p in registry.list_predictors() if p.name == "half")
+    assert "not valid JSON" in entry.problem
+    with pytest.raises(ConfigError, match="predictor half 1.0 is broken"):
+        registry.find_predictor("half")
+    with pytest.raises(ConfigError, match=r"available: ort-2t 0.1, ort-test 1.0\)$"):
+        registry.find_predictor("none")
+    registry.unregister("half")  # the way to clean up a broken registration
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_predictors(package, home, tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "predictors", "list")
+    assert code == 0 and "No predictors installed" in out
+    source = save_package(package, tmp_path / "mine.zip")
+
+    code, out, _ = run_cli(capsys, "predictors", "register", str(source))
+    assert code == 0 and "Registered ort-test 1.0 (onnxruntime-cpu-1t, 2 kernels)" in out
+    code, out, _ = run_cli(capsys, "predictors", "list")
+    assert code == 0 and "ort-test" in out and "onnxruntime-cpu-1t" in out and "user" in out
+
+    code, out, _ = run_cli(capsys, "predictors", "info", "ort-test")
+    assert code == 0
+    assert "conv-relu" in out and "RMSPE" in out and "missing:   softmax" in out
+    assert "warning" not in out  # built on this very machine
+    code, out, _ = run_cli(capsys, "predictors", "info", "ort-test", "--json")
+    assert json.loads(out)["kernels"]["add"]["features"] == FEATURES["add"]
+
+    code, _, err = run_cli(capsys, "predictors", "info", "ort-test", "--version", "9")
+    assert code == 2 and err.strip() == ("edgemeter: error: predictor 'ort-test' has no version "
+                                         "'9' (available: 1.0)")
+    broken = tmp_path / "broken"
+    shutil.copytree(home / "home" / "predictors" / "ort-test" / "1.0", broken)
+    (broken / regressor_file("add")).write_bytes(b"")
+    code, _, err = run_cli(capsys, "predictors", "register", str(broken))
+    assert code == 2 and "does not match its checksum" in err and err.count("\n") == 1
+
+    code, out, _ = run_cli(capsys, "predictors", "unregister", "ort-test")
+    assert code == 0 and "Unregistered ort-test 1.0" in out
+
+
+def test_fingerprint_compare():
+    here = fingerprint.current(["onnxruntime", "surely-not-installed-pkg"])
+    assert isinstance(here["cpu_count"], int) and here["cpu_model"]
+    assert here["runtimes"]["surely-not-installed-pkg"] is None
+    assert set(here["cpu_flags"]) <= set(fingerprint.RELEVANT_FLAGS)
+    assert fingerprint.compare(here, here) == []
+
+    built = {"cpu_model": "Intel Xeon Platinum 8480+", "cpu_count": 2,
+             "cpu_flags": ["avx2", "avx512f", "amx_tile"], "runtimes": {"onnxruntime": "1.31.0"}}
+    machine = {"cpu_model": "AMD EPYC", "cpu_count": 2, "cpu_flags": ["avx2", "avx512f"],
+               "runtimes": {"onnxruntime": "1.32.0", "openvino": "2026.4"}}
+    assert fingerprint.compare(built, machine) == [
+        "CPU model: Intel Xeon Platinum 8480+ (predictor) vs AMD EPYC (this machine)",
+        "CPU features only on the predictor's machine: amx_tile",
+        "onnxruntime: 1.31.0 (predictor) vs 1.32.0 (this machine)",
+    ]
+    # Fields one side lacks are not compared: an old fingerprint raises no false alarm.
+    assert fingerprint.compare({"cpu_model": "AMD EPYC"}, machine) == []

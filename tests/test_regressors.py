@@ -1,0 +1,199 @@
+"""Kernel regressors: sklearn training, numpy evaluation, pickle-free files, metrics, training."""
+from __future__ import annotations
+
+import io
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from edgemeter.errors import ConfigError, ModelError
+from edgemeter.predictor import metrics
+from edgemeter.predictor.regressors import (
+    BoostingRegressor, ForestRegressor, load_regressor, make_regressor,
+)
+from edgemeter.predictor.training import train_kernel_regressor
+
+# Configuration plus FLOPs, as the builder trains them.
+FEATURES = ["hw", "cin", "cout", "k", "flops", "bytes"]
+
+
+def conv_like(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Latency-shaped data: a FLOPs term, a memory term, a fixed overhead, 3% noise."""
+    rng = np.random.default_rng(seed)
+    hw, cin, cout, k = (rng.choice([7, 14, 28, 56], n), rng.integers(8, 257, n),
+                        rng.integers(8, 257, n), rng.choice([1, 3, 5], n))
+    flops = 2.0 * hw ** 2 * cin * cout * k ** 2
+    nbytes = 4.0 * (hw ** 2 * (cin + cout) + cin * cout * k ** 2)
+    # Small convolutions run far below peak: efficiency grows with the channel count.
+    efficiency = cin / (cin + 32.0)
+    y = 1e-8 * flops / efficiency + 2.5e-7 * nbytes + 0.01
+    return np.column_stack([hw, cin, cout, k, flops, nbytes]), \
+        y * (1 + 0.03 * rng.standard_normal(n))
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    return conv_like(400)
+
+
+def sklearn_prediction(regressor, X: np.ndarray) -> np.ndarray:
+    raw = regressor.estimator_.predict(X)
+    if regressor.transform == "linear":
+        return raw
+    return np.exp(raw) * (regressor.baseline_.predict(X) if regressor.transform == "ratio" else 1)
+
+
+@pytest.mark.parametrize("algo", ["rf", "gb"])
+@pytest.mark.parametrize("transform", ["ratio", "log", "linear"])
+def test_fit_save_load_predict_equals_sklearn(data, tmp_path, algo, transform):
+    X, y = data
+    regressor = make_regressor(algo, n_estimators=30, transform=transform).fit(
+        X, y, feature_names=FEATURES)
+    assert (regressor.baseline_ is not None) == (transform == "ratio")
+    X_new, _ = conv_like(300, seed=1)
+    expected = sklearn_prediction(regressor, X_new)
+    np.testing.assert_allclose(regressor.predict(X_new), expected, rtol=1e-9)
+
+    path = tmp_path / "conv.weights"  # any suffix: numpy must not append ".npz"
+    regressor.save(path)
+    assert path.exists()
+    loaded = load_regressor(path)
+    assert type(loaded) is type(regressor) and loaded.get_params() == regressor.get_params()
+    assert loaded.feature_names_ == FEATURES
+    assert not hasattr(loaded, "estimator_")  # no sklearn object travels with the file
+    np.testing.assert_allclose(loaded.predict(X_new), expected, rtol=1e-9)
+
+
+def test_duplicate_rows_predicted_once_give_the_same_values(data):
+    X, y = data
+    regressor = ForestRegressor(20).fit(X, y, feature_names=FEATURES)
+    batch = np.repeat(X[:50], 40, axis=0)  # 2000 rows, 50 distinct: the deduplicated path
+    one_by_one = np.concatenate([regressor.predict(row[None]) for row in X[:50]])
+    np.testing.assert_allclose(regressor.predict(batch), np.repeat(one_by_one, 40), rtol=1e-12)
+
+
+def test_predict_rows_picks_named_features(data):
+    X, y = data
+    regressor = ForestRegressor(10).fit(X, y, feature_names=FEATURES)
+    rows = [dict(zip(reversed(FEATURES), reversed(x)), extra=1.0) for x in X[:5]]
+    np.testing.assert_allclose(regressor.predict_rows(rows), regressor.predict(X[:5]))
+    with pytest.raises(ConfigError, match="no feature 'cin'"):
+        regressor.predict_rows([{"hw": 7, "cout": 8, "k": 1, "flops": 1, "bytes": 1}])
+
+
+def test_bad_input_to_predict(data):
+    X, y = data
+    regressor = BoostingRegressor(10).fit(X, y, feature_names=FEATURES)
+    with pytest.raises(ValueError, match="expects 6"):
+        regressor.predict(X[:, :5])
+    with pytest.raises(ValueError, match="NaN"):
+        regressor.predict(np.full((1, 6), np.nan))
+    with pytest.raises(ValueError, match="not fitted"):
+        ForestRegressor().predict(X)
+    with pytest.raises(ValueError, match="positive"):
+        ForestRegressor().fit(X, -y)
+    with pytest.raises(ValueError, match="needs one of the cost features FLOPS, BYTES"):
+        ForestRegressor().fit(X[:, :4], y, feature_names=FEATURES[:4])
+
+
+@pytest.mark.parametrize("algo, params, message", [
+    ("rf", {"n_estimators": 0}, "n_estimators must be an integer >= 1"),
+    ("rf", {"max_features": 2.0}, r"max_features must be a number in \(0, 1\]"),
+    ("rf", {"max_depth": "deep"}, "max_depth"),
+    ("gb", {"learning_rate": 0}, "learning_rate"),
+    ("gb", {"transform": "sqrt"}, "transform must be one of ratio, log, linear"),
+    ("rf", {"cost_features": "FLOPS"}, "cost_features must be a list"),
+    ("gb", {"max_features": 0.5}, "bad parameter for 'gb'"),
+    ("svm", {}, "unknown regressor algorithm 'svm' .*rf, gb"),
+])
+def test_parameters_are_checked_when_built(algo, params, message):
+    with pytest.raises(ConfigError, match=message):
+        make_regressor(algo, **params)
+
+
+def _arrays(regressor) -> dict[str, np.ndarray]:
+    return regressor.to_arrays()
+
+
+def _npz(arrays: dict, allow_pickle: bool = False) -> io.BytesIO:
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=allow_pickle, **arrays)
+    buffer.seek(0)
+    return buffer
+
+
+def test_load_refuses_object_arrays_and_pickles(data, tmp_path):
+    X, y = data
+    arrays = _arrays(ForestRegressor(5).fit(X, y, feature_names=FEATURES))
+    # An object array can only be read through pickle: refused, not unpickled.
+    with_object = dict(arrays, value=np.array([print, "x"], dtype=object))
+    with pytest.raises(ModelError, match="not a valid regressor file.*(pickle|Object)"):
+        load_regressor(_npz(with_object, allow_pickle=True), label="evil.npz")
+    pickled = tmp_path / "evil.npz"
+    pickled.write_bytes(pickle.dumps({"feature": [0]}))
+    with pytest.raises(ModelError, match="evil.npz: not a valid regressor file"):
+        load_regressor(pickled)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda a: a.pop("threshold"), "missing arrays: threshold"),
+    (lambda a: a.__setitem__("left", np.where(a["left"] > 0, 0, a["left"])), "points backwards"),
+    (lambda a: a.__setitem__("feature", np.where(a["feature"] >= 0, 9, -1)), "outside 0..5"),
+    (lambda a: a.__setitem__("value", a["value"].astype(np.int32)), "not a float array"),
+    (lambda a: a.__setitem__("meta", np.array(json.dumps(
+        dict(json.loads(str(a["meta"])), algo="exec")))), "unknown algorithm 'exec'"),
+    (lambda a: a.__setitem__("meta", np.array(json.dumps(
+        dict(json.loads(str(a["meta"])), params={"n_estimators": -1})))), "bad parameters"),
+    (lambda a: a.__setitem__("meta", np.array(json.dumps(
+        dict(json.loads(str(a["meta"])), baseline=None)))), "without a valid baseline"),
+    (lambda a: a.__setitem__("meta", np.array(json.dumps(dict(
+        json.loads(str(a["meta"])), baseline={"columns": [0], "coef": [-1.0], "intercept": 0.0,
+                                              "floor": 1e-3})))), "non-negative"),
+])
+def test_load_refuses_malformed_trees(data, damage, message):
+    X, y = data
+    arrays = _arrays(ForestRegressor(3).fit(X, y, feature_names=FEATURES))
+    damage(arrays)
+    with pytest.raises(ModelError, match=message):
+        load_regressor(_npz(arrays))
+
+
+def test_metrics_on_hand_computed_example():
+    truth, pred = [1.0, 2.0, 4.0, 10.0], [1.1, 1.8, 4.0, 10.6]
+    # Relative errors +10%, -10%, 0%, +6%; absolute errors 0.1, -0.2, 0, 0.6.
+    assert metrics.rmse(truth, pred) == pytest.approx(np.sqrt((0.01 + 0.04 + 0.36) / 4))
+    assert metrics.rmspe(truth, pred) == pytest.approx(100 * np.sqrt((0.01 + 0.01 + 0.0036) / 4))
+    assert metrics.within(truth, pred, 5) == 25.0
+    assert metrics.within(truth, pred, 10) == 100.0  # exactly 10% counts as within
+    figures = metrics.accuracy(truth, pred)
+    assert figures["n"] == 4 and figures["within_5"] == 25.0 and figures["within_10"] == 100.0
+    with pytest.raises(ValueError, match="positive"):
+        metrics.rmspe([0.0, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="3 values but y_pred has 2"):
+        metrics.rmse([1, 2, 3], [1, 2])
+
+
+def test_train_kernel_regressor_splits_and_scores():
+    X, y = conv_like(250, seed=3)
+    rows = [dict(zip(FEATURES, x), latency_ms=t, config_id=i) for i, (x, t) in enumerate(zip(X, y))]
+    regressor, figures = train_kernel_regressor(rows, FEATURES, n_estimators=40)
+    assert (figures["n_train"], figures["n_test"]) == (200, 50)
+    assert set(figures) == {"n_train", "n_test", "rmse", "rmspe", "within_5", "within_10"}
+    assert figures["within_5"] <= figures["within_10"]
+    # A smooth function with 3% noise: a working forest lands well inside ±10% on most rows.
+    assert figures["rmspe"] < 15 and figures["within_10"] > 70
+    assert regressor.feature_names_ == FEATURES and regressor.random_state == 0
+
+    columns = {name: [row[name] for row in rows] for name in rows[0]}
+    _, same = train_kernel_regressor(columns, FEATURES, n_estimators=40)
+    assert same == figures  # same seed, same split, same trees
+
+    _, other = train_kernel_regressor(rows, FEATURES, algo="gb", seed=1, n_estimators=50)
+    assert other["n_test"] == 50
+    with pytest.raises(ValueError, match="too few"):
+        train_kernel_regressor(rows[:5], FEATURES)
+    with pytest.raises(ConfigError, match="no feature 'latency_ms'"):
+        train_kernel_regressor([{k: v for k, v in r.items() if k != "latency_ms"} for r in rows],
+                               FEATURES)
