@@ -25,6 +25,8 @@ COMMANDS = {
                 "Split a model into the kernels a runtime executes."),
     "pareto": ("edgemeter.cli.pareto_commands:pareto",
                "Pareto front of per-operator backend assignments (latency vs memory)."),
+    "predictors": ("edgemeter.cli.predictor_commands:predictors",
+                   "List, inspect, register and unregister latency predictors."),
 }
 
 
