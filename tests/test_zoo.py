@@ -50,7 +50,7 @@ def test_ssd_exports_detection_postprocessing(zoo_onnx):
     assert {"Shape", "Gather", "Concat", "TopK", "NonMaxSuppression"} <= ops
 
 
-@pytest.mark.parametrize("family", ["mobilenetv2", "vit"])
+@pytest.mark.parametrize("family", ["mobilenetv2", "vit", "mobilevit"])
 def test_dynamic_batch_export(family, zoo_onnx):
     path = zoo_onnx(family, dynamic_batch=True)
     dim0 = onnx.load(path).graph.input[0].type.tensor_type.shape.dim[0]

@@ -92,22 +92,20 @@ def res_net(channels: list[int], depths: list[int], strides: list[int], kernels:
 # --- plain convnets: AlexNet, VGG -------------------------------------------------------------
 
 def plain_net(resolution: int, channels: list[int], depths: list[int], kernels: list[int],
-              pools: list[bool], stem_stride: int = 1, hidden: int = 4096, bn: bool = False,
+              pools: list[bool], pool: int = 2, stem_stride: int = 1, hidden: int = 4096,
               classes: int = 1000) -> nn.Sequential:
-    """Conv stacks with max-pooling and a two-hidden-layer MLP classifier on the flattened
-    features. The first conv strides by ``stem_stride`` (AlexNet: 4); a stage with
-    ``pools[i]`` ends in a 3x3/2 max-pool (VGG: every stage; AlexNet: after conv 1, 2, 5)."""
+    """Conv+ReLU stacks with max-pooling and a two-hidden-layer MLP classifier on the flattened
+    features (AlexNet, VGG). The first conv strides by ``stem_stride`` (AlexNet: 4); a stage
+    flagged in ``pools`` ends in a ``pool``x``pool`` max-pool of stride 2."""
     layers: list[nn.Module] = []
     cin = 3
-    for i, (cout, depth, kernel, pool) in enumerate(zip(channels, depths, kernels, pools)):
+    for i, (cout, depth, kernel, pooled) in enumerate(zip(channels, depths, kernels, pools)):
         for j in range(depth):
             stride = stem_stride if i == j == 0 else 1
-            layers.append(ConvBNAct(cin, cout, kernel, stride) if bn else nn.Sequential(
-                nn.Conv2d(cin, cout, kernel, stride, kernel // 2), nn.ReLU()))
+            layers += [nn.Conv2d(cin, cout, kernel, stride, kernel // 2), nn.ReLU()]
             cin = cout
-        if pool:
-            layers.append(nn.MaxPool2d(2, 2) if kernel < 5 and stem_stride == 1
-                          else nn.MaxPool2d(3, 2))
+        if pooled:
+            layers.append(nn.MaxPool2d(pool, 2))
     features = nn.Sequential(*layers, nn.Flatten())
     flat = _features_shape(features, resolution)[1]
     return nn.Sequential(features, nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
