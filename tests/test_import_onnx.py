@@ -75,6 +75,8 @@ def test_shape_chains_fold_to_static_shapes(shuffle_onnx):
     first_reshape = g.nodes[1]
     target = g.tensors[first_reshape.inputs[1]]
     assert target.constant and target.value == [2, 2, 4, 32, 32]
+    bias = g.tensors[g.nodes[0].inputs[2]]
+    assert bias.constant and bias.shape == [8] and bias.value is None  # weights: shape only
     assert g.tensors[first_reshape.outputs[0]].shape == [2, 2, 4, 32, 32]
     assert not g.warnings
 
@@ -199,7 +201,7 @@ def test_names_order_constants_and_attributes():
     ]
     g = import_onnx(make_model(nodes, [value_info("x", [1, 4])], [value_info("y", [1, 4])]))
     assert [n.name for n in g.nodes] == ["scale", "Relu_3", "LeakyRelu_0"]
-    assert g.tensors["k"].constant and g.tensors["k"].value == [2.0]
+    assert g.tensors["k"].constant and g.tensors["k"].value == [2.0]  # scalars keep their value
     assert g.nodes[-1].attrs == {"alpha": 0.1}
     json.dumps(g.to_dict())  # plain JSON values only
 
