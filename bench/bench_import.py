@@ -62,7 +62,8 @@ def main() -> None:
         model = args.model or zoo_mobilenetv3(Path(tmp))
         cold = timed(lambda: load_graph(model), 1)[0]
         graph = load_graph(model)
-        print(f"model: {model.name if args.model else 'zoo mobilenetv3 (224 px)'}, "
+        shape = "x".join(map(str, graph.tensors[graph.inputs[0]].shape))
+        print(f"model: {model.name if args.model else 'zoo mobilenetv3'} ({shape}), "
               f"{model.stat().st_size / 1e6:.1f} MB, {len(graph.nodes)} nodes, "
               f"{graph.total_cost().flops / 1e6:.0f} MFLOPs")
         print(f"import, first call:  {cold:.1f} ms")

@@ -189,6 +189,20 @@ def test_nms_head_imports_with_a_warning_and_everything_after_it():
     assert [n.name for n in again.nodes] == [n.name for n in g.nodes]
 
 
+@pytest.mark.parametrize("family", ["mobilenetv3", "shufflenetv2", "densenet", "vit", "ssd"])
+def test_zoo_models_import_with_static_shapes(zoo_onnx, family):
+    g = load_graph(zoo_onnx(family, dynamic_batch=family == "shufflenetv2"))
+    dependent = [n for n in g.nodes if n.data_dependent]
+    unknown = [n for n in g.nodes if any(g.tensors[t].shape is None for t in n.outputs)]
+    if family == "ssd":
+        assert "NonMaxSuppression" in {n.op for n in dependent}
+        assert g.nodes[-1].name in {n.name for n in unknown}  # the post-NMS tail is there
+    else:
+        assert not dependent and not unknown and g.total_cost().exact
+        assert "Shape" not in {n.op for n in g.nodes}
+    assert "Constant" not in {n.op for n in g.nodes}
+
+
 # -- structure: names, order, constants, attributes --------------------------------------------
 
 def test_names_order_constants_and_attributes():
