@@ -61,6 +61,11 @@ class Runner(ABC):
         the runtime exposes no per-node times."""
         return None
 
+    def node_origins(self) -> dict[str, list[str]] | None:
+        """Runtime node -> names of the model's nodes it executes, where the runtime records
+        them (fused layers); None when it does not. Maps node times back to kernels."""
+        return None
+
     def close(self) -> None:
         """Release the runtime's resources (profiling files, sessions)."""
 
@@ -71,6 +76,7 @@ class Backend(ABC):
     name: ClassVar[str]                     # registry name, such as "onnxruntime-cpu"
     extra: ClassVar[str | None] = None      # pip extra that provides the runtime
     requires: ClassVar[str | None] = None   # importable module of the runtime
+    rules: str | None = None                # fusion rules of the runtime (kernels.load_rules)
     # Settings beyond ``threads``; subclasses extend this.
     options: ClassVar[dict[str, Option]] = {}
 

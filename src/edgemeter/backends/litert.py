@@ -19,6 +19,7 @@ class LiteRTXNNPACK(Backend):
     name = "litert-xnnpack"
     extra = "litert"
     requires = "ai_edge_litert"
+    rules = "tflite-xnnpack"
 
     def runtime_environment(self) -> dict[str, Any]:
         from importlib.metadata import version

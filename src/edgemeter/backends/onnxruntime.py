@@ -23,6 +23,7 @@ class OnnxRuntimeCPU(Backend):
     name = "onnxruntime-cpu"
     extra = "onnxruntime"
     requires = "onnxruntime"
+    rules = "onnxruntime-cpu"
     options = {"graph_optimization_level": Option("all", tuple(OPTIMIZATION_LEVELS),
                                                   help="graph rewrites onnxruntime applies")}
 
@@ -31,7 +32,8 @@ class OnnxRuntimeCPU(Backend):
         return {"runtime": "onnxruntime", "runtime_version": ort.__version__,
                 "precision": "f32", "device": "CPUExecutionProvider"}
 
-    def session(self, model_path: Path, profile_prefix: str | None = None):
+    def session(self, model_path: Path, profile_prefix: str | None = None,
+                optimized_path: str | None = None):
         ort = self.runtime()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
@@ -42,6 +44,9 @@ class OnnxRuntimeCPU(Backend):
         if profile_prefix:
             opts.enable_profiling = True
             opts.profile_file_prefix = profile_prefix
+        if optimized_path:  # the graph as optimized: which original tensors each node computes
+            opts.optimized_model_filepath = optimized_path
+            opts.log_severity_level = 3  # not the warning that NCHWc models are machine-specific
         try:
             return ort.InferenceSession(str(model_path), opts,
                                         providers=["CPUExecutionProvider"])
@@ -57,6 +62,7 @@ class OnnxRuntimeRunner(Runner):
         self.backend, self.model_path = backend, model_path
         self.inputs = onnx_inputs(model_path)
         self.session = backend.session(model_path)
+        self.origins: dict[str, list[str]] | None = None  # set by node_times
 
     def run(self) -> None:
         self.session.run(None, self.inputs)
@@ -70,7 +76,10 @@ class OnnxRuntimeRunner(Runner):
         (the profiler slows node-heavy models, so timed runs never use it). Nodes onnxruntime
         fused are reported under the fused node's name."""
         with tempfile.TemporaryDirectory(prefix="edgemeter-ort-") as tmp:
-            session = self.backend.session(self.model_path, os.path.join(tmp, "profile"))
+            optimized = os.path.join(tmp, "optimized.onnx")
+            session = self.backend.session(self.model_path, os.path.join(tmp, "profile"),
+                                           optimized)
+            self.origins = optimized_origins(optimized)
             for _ in range(runs + 1):  # the first run warms up and is dropped
                 session.run(None, self.inputs)
             events = json.loads(Path(session.end_profiling()).read_text())
@@ -82,5 +91,22 @@ class OnnxRuntimeRunner(Runner):
                 totals[e["name"].removesuffix("_kernel_time")] += e["dur"] / 1000
         return {node: total / runs for node, total in totals.items()}
 
+    def node_origins(self) -> dict[str, list[str]] | None:
+        return self.origins
+
     def close(self) -> None:
         self.session = None
+
+
+def optimized_origins(path: str) -> dict[str, list[str]]:
+    """Node -> its name and output tensors in the graph onnxruntime runs. Fused nodes get new
+    names (``Gelu``, ``SkipLayerNormalization``) but write the original output tensors."""
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+    # Layout reorders are onnxruntime's own work, not the model's, whatever tensor they write.
+    return {node.name: [] if node.op_type in _REORDERS else [node.name, *node.output]
+            for node in graph.node}
+
+
+_REORDERS = ("ReorderInput", "ReorderOutput")

@@ -17,6 +17,7 @@ class OpenVINOCPU(Backend):
 
     extra = "openvino"
     requires = "openvino"
+    rules = "openvino-cpu"
     precision: ClassVar[str]
 
     def runtime_environment(self) -> dict[str, Any]:
@@ -69,6 +70,7 @@ class OpenVINORunner(Runner):
         self.backend, self.model_path = backend, model_path
         self.inputs = list(onnx_inputs(model_path).values())
         self.request = backend.compile(model_path).create_infer_request()
+        self.origins: dict[str, list[str]] | None = None  # set by node_times
 
     def run(self) -> None:
         self.request.infer(self.inputs)
@@ -83,7 +85,10 @@ class OpenVINORunner(Runner):
         """Mean real time per executed layer from OpenVINO's perf counters, keyed by the layer's
         friendly name: the ONNX node name, with suffixes such as ``/WithoutBiases`` where
         OpenVINO split a node. Layers fused into another are NOT_RUN and left out."""
-        request = self.backend.compile(self.model_path, profile=True).create_infer_request()
+        compiled = self.backend.compile(self.model_path, profile=True)
+        # Names OpenVINO generates (MVN_59) differ between compilations: origins come from this one.
+        self.origins = runtime_origins(compiled)
+        request = compiled.create_infer_request()
         request.infer(self.inputs)  # warm-up
         totals: dict[str, float] = {}
         for _ in range(runs):
@@ -94,8 +99,19 @@ class OpenVINORunner(Runner):
                     totals[layer.node_name] = totals.get(layer.node_name, 0.0) + ms
         return {name: total / runs for name, total in totals.items()}
 
+    def node_origins(self) -> dict[str, list[str]] | None:
+        return self.origins
+
     def close(self) -> None:
         self.request = None
+
+
+def runtime_origins(compiled) -> dict[str, list[str]]:
+    """Each runtime layer's ``originalLayersNames``: the model's layers fused into it (empty for
+    the reorders and converts the plugin inserts)."""
+    return {op.get_friendly_name():
+            [n for n in op.get_rt_info()["originalLayersNames"].astype(str).split(",") if n]
+            for op in compiled.get_runtime_model().get_ordered_ops()}
 
 
 def _first_line(exc: Exception) -> str:

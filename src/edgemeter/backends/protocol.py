@@ -79,6 +79,7 @@ class Measurement:
     env: dict[str, Any] = field(default_factory=dict)
     profiled: bool = False              # per-node times were asked for
     node_times_ms: dict[str, float] | None = None
+    node_origins: dict[str, list[str]] | None = None  # runtime node -> model nodes it runs
     max_rss_kb: int | None = None       # peak resident memory of the measuring processes
     error: str | None = None
     protocol: dict[str, Any] = field(default_factory=dict)
@@ -219,6 +220,7 @@ def measure(model_path: str | Path, backend_name: str, config: dict[str, Any] | 
             out = run_child({**payload, "repeats": 0, "profile_runs": protocol.profile_runs},
                             protocol.timeout_s, backend.threads)
             result.node_times_ms = out["node_times_ms"]
+            result.node_origins = out.get("node_origins")
     except RoundFailed as exc:
         result.error = str(exc)
     return result

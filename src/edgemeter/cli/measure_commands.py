@@ -76,12 +76,15 @@ def measure(models: tuple[str, ...], backend: str | None, threads: int | None,
 
 
 def measurement_json(m: Any) -> dict[str, Any]:
-    kernels = sorted(({"name": name, "ms": ms} for name, ms in (m.node_times_ms or {}).items()),
-                     key=lambda k: -k["ms"])
+    from edgemeter.backends.kernel_times import measured_kernel_times
+
+    times = measured_kernel_times(m)
     return {"model": m.model, "backend": m.backend, "config": m.config,
             "median_ms": m.median_ms, "spread": m.spread, "stable": m.stable,
             "round_medians_ms": m.round_medians_ms, "samples": m.samples_ms, "env": m.env,
-            "kernels": kernels, "error": m.error}
+            "kernels": times.kernels if times else [],
+            "unattributed_ms": times.unattributed_ms if times else None,
+            "node_times_ms": m.node_times_ms, "error": m.error}
 
 
 def _pct(value: float | None) -> str:
@@ -97,10 +100,20 @@ def format_table(m: Any) -> str:
              f"{len(m.round_medians_ms)} rounds x {len(m.samples_ms) // len(m.round_medians_ms)}"
              f"  {'stable' if m.stable else 'UNSTABLE'}"]
     if m.node_times_ms:
-        total = sum(m.node_times_ms.values())
-        width = max(len(name) for name in m.node_times_ms)
-        lines.append(f"  {'node':<{width}}  {'ms':>9}  share")
-        for name, ms in sorted(m.node_times_ms.items(), key=lambda kv: -kv[1]):
+        from edgemeter.backends.kernel_times import measured_kernel_times
+
+        # Per edgemeter kernel where the model's graph and the backend's fusion rules are
+        # known, per runtime node otherwise.
+        times, total = measured_kernel_times(m), sum(m.node_times_ms.values())
+        if times:
+            head = "kernel"
+            rows = [(f"{k['type']} {k['nodes'][0]}", k["latency_ms"]) for k in times.kernels]
+            rows.append(("(unattributed: runtime-inserted nodes)", times.unattributed_ms))
+        else:
+            head, rows = "node", list(m.node_times_ms.items())
+        width = max(len(name) for name, _ in rows)
+        lines.append(f"  {head:<{width}}  {'ms':>9}  share")
+        for name, ms in sorted(rows, key=lambda row: -row[1]):
             lines.append(f"  {name:<{width}}  {ms:>9.4f}  {100 * ms / total:5.1f}%")
         lines.append(f"  {'profiled sum':<{width}}  {total:>9.4f}")
     elif m.profiled:
