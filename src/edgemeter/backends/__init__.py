@@ -31,6 +31,7 @@ BUILTINS = {
     "openvino-cpu-bf16": "edgemeter.backends.openvino:OpenVINOCPUBF16",
     "litert-xnnpack": "edgemeter.backends.litert:LiteRTXNNPACK",
     "torch-cpu": "edgemeter.backends.torch:TorchCPU",
+    "ssh": "edgemeter.backends.ssh:SSHBackend",
 }
 
 # Backends registered at run time with register_backend (tests, notebooks).

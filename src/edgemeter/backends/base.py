@@ -127,6 +127,14 @@ class Backend(ABC):
                 f"{env['cpu']} ({env['cores']} cores, {self.threads} threads, "
                 f"{env['precision']})")
 
+    def run_round(self, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """One round of the measurement protocol (``payload`` as for
+        :mod:`edgemeter.backends.worker`): a fresh local worker process. Remote backends run it
+        on their device instead; a round that gives no result raises ``RoundFailed``."""
+        from edgemeter.backends.protocol import run_child
+
+        return run_child(payload, timeout_s, self.threads)
+
     @abstractmethod
     def load(self, model_path: Path) -> Runner:
         """Prepare ``model_path`` for the runtime (converting it if needed) and load it in this

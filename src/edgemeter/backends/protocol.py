@@ -204,7 +204,7 @@ def measure(model_path: str | Path, backend_name: str, config: dict[str, Any] | 
     try:
         while True:
             round_start = time.monotonic()
-            out = run_child(payload, protocol.timeout_s, backend.threads)
+            out = backend.run_round(payload, protocol.timeout_s)
             rounds.append(out["samples_ms"])
             result.env = out["env"]
             result.max_rss_kb = max(result.max_rss_kb or 0, out["max_rss_kb"])
@@ -217,8 +217,8 @@ def measure(model_path: str | Path, backend_name: str, config: dict[str, Any] | 
                     and (result.stable or elapsed + last > protocol.time_budget_s)):
                 break
         if profile:
-            out = run_child({**payload, "repeats": 0, "profile_runs": protocol.profile_runs},
-                            protocol.timeout_s, backend.threads)
+            out = backend.run_round({**payload, "repeats": 0,
+                                     "profile_runs": protocol.profile_runs}, protocol.timeout_s)
             result.node_times_ms = out["node_times_ms"]
             result.node_origins = out.get("node_origins")
     except RoundFailed as exc:
