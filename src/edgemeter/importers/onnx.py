@@ -122,6 +122,7 @@ class _Importer:
         self.inputs = [vi for vi in graph.input if vi.name not in self.initializers]
         self.output_names = [vi.name for vi in graph.output]
         self.warnings: list[str] = []
+        self.given_shapes = bool(input_shapes)
         self.input_types = self._fix_input_shapes(input_shapes)
         self.nodes = self._sorted_nodes()
         # Constant tensors: name -> value (None while unevaluated, or for large weights).
@@ -259,7 +260,9 @@ class _Importer:
             # something to import with holes.
             inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
         except Exception as exc:  # onnx raises several types, all meaning "this model is bad"
-            raise ModelError(f"{self.label}: shape inference failed: {_first_line(exc)}") from None
+            hint = " (check the --input-shape given)" if self.given_shapes else ""
+            raise ModelError(f"{self.label}: shape inference failed: {_first_line(exc)}{hint}") \
+                from None
         g = inferred.graph
         for vi in (*g.input, *g.value_info, *g.output):
             tensor_type = vi.type.tensor_type
