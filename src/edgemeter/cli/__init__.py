@@ -16,6 +16,8 @@ from edgemeter.errors import EdgemeterError
 # name -> ("module:attribute" of a click command, one-line help). The module is imported only
 # when the command runs; the help line here keeps the top-level --help free of imports.
 COMMANDS = {
+    "predict": ("edgemeter.cli.predict_commands:predict",
+                "Predict a model's latency without running it (per-kernel breakdown)."),
     "backends": ("edgemeter.cli.measure_commands:backends",
                  "List the measurement backends and check that one works."),
     "measure": ("edgemeter.cli.measure_commands:measure",

@@ -1,0 +1,361 @@
+"""Model latency prediction: detect a model's kernels, predict each, add them up.
+
+A predictor package holds one regressor per regressor group
+(:func:`edgemeter.kernels.groups.regressor_group`) and, in ``package.extra``, two fitted terms:
+
+``model_term``  ``{"scale": s, "per_node_ms": c, "intercept_ms": e}``::
+
+        model_ms = s · Σ kernel predictions + c · compute nodes + e
+
+    Kernel regressors learn in-context kernel times, which leave out the runtime's scheduling
+    between nodes (a few µs per executed node); ``c`` puts it back, ``s`` and ``e`` correct what
+    is left. A package without it uses ``s=1, c=e=0``.
+``fallback``    ``{"ms_per_gflop": a, "ms_per_mb": b, "ms_per_kernel": k}``: kernels whose group
+    has no regressor are estimated as ``a · GFLOPs + b · MB + k`` (MB = 10⁶ bytes read and
+    written) and flagged, never counted as zero. A package without it gets rates fitted to its
+    own training data.
+
+The batch API (:meth:`Predictor.predict_batch`, :meth:`Predictor.predict_kernels`) stacks the
+kernels of many models into one matrix per regressor group, so each regressor runs once per
+batch: that is what makes thousands of predictions per second possible for NAS.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgemeter.errors import ConfigError, ModelError
+from edgemeter.graph import Graph
+from edgemeter.kernels.detect import Kernel, detect
+from edgemeter.kernels.groups import regressor_group
+from edgemeter.predictor.package import PredictorPackage, load_package
+
+InputShape = Sequence[int] | Mapping[str, Sequence[int]] | str | Sequence[str] | None
+
+
+@dataclass
+class Prediction:
+    """A model's predicted latency with its breakdown.
+
+    ``kernels``: ``{"type", "nodes", "latency_ms", "covered"}`` in graph order, where
+    ``latency_ms`` already carries the model term's scale; ``overhead_ms`` is the per-node and
+    constant part, so ``latency_ms == sum of kernel latencies + overhead_ms``. ``coverage``: the
+    share (0-1) of kernels and of FLOPs predicted by a trained regressor rather than the fallback.
+    """
+
+    latency_ms: float
+    kernels: list[dict[str, Any]]
+    coverage: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+    overhead_ms: float = 0.0
+    predictor: str = ""
+    model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelTerm:
+    """``model_ms = scale · Σ kernel ms + per_node_ms · compute nodes + intercept_ms``."""
+
+    scale: float = 1.0
+    per_node_ms: float = 0.0
+    intercept_ms: float = 0.0
+
+    def apply(self, kernel_sum: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        return self.scale * kernel_sum + self.per_node_ms * nodes + self.intercept_ms
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Latency of a kernel no regressor covers: ``a · GFLOPs + b · MB + k``."""
+
+    ms_per_gflop: float
+    ms_per_mb: float
+    ms_per_kernel: float
+
+    def predict(self, flops: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
+        return self.ms_per_gflop * flops / 1e9 + self.ms_per_mb * nbytes / 1e6 + self.ms_per_kernel
+
+
+def _terms(cls: type, data: Any, what: str, package: PredictorPackage) -> Any:
+    """Build ``cls`` from ``package.extra[what]``: a mapping of finite numbers, nothing else."""
+    keys = list(cls.__dataclass_fields__)
+    if not isinstance(data, Mapping) or set(data) != set(keys) or not all(
+            isinstance(data[k], (int, float)) and not isinstance(data[k], bool)
+            and np.isfinite(data[k]) for k in keys):
+        raise ModelError(f"{package.label}: extra.{what} must map {', '.join(keys)} to numbers, "
+                         f"found {data!r}")
+    return cls(**{k: float(data[k]) for k in keys})
+
+
+# -- fitting the two terms (shared with the builder) ------------------------------------------
+
+def _nonnegative_fit(A: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares of the relative error ``(A·w - y) / y`` with ``w >= 0``: columns whose
+    coefficient comes out negative are dropped and the rest refitted (few columns, so the
+    simple active set is enough)."""
+    weighted = A / y[:, None]
+    active = list(range(A.shape[1]))
+    while active:
+        w, *_ = np.linalg.lstsq(weighted[:, active], np.ones(len(y)), rcond=None)
+        if np.all(w >= 0):
+            coef = np.zeros(A.shape[1])
+            coef[active] = w
+            return coef
+        active.pop(int(np.argmin(w)))
+    return np.zeros(A.shape[1])
+
+
+def fit_fallback(rows: Iterable[Mapping[str, Any]], target: str = "latency_ms") -> Fallback:
+    """Fallback rates from kernel rows (``FLOPS``, ``BYTES``, ``target``), fitted for the
+    smallest relative error: the cost model the device shows for kernels in general."""
+    data = np.array([[float(r.get("FLOPS") or 0) / 1e9, float(r.get("BYTES") or 0) / 1e6, 1.0,
+                      float(r[target])] for r in rows if r.get(target)], dtype=np.float64)
+    data = data[data[:, 3] > 0] if data.size else data.reshape(0, 4)
+    if not len(data):
+        raise ValueError("no kernel rows with a positive latency to fit fallback rates on")
+    return Fallback(*(float(c) for c in _nonnegative_fit(data[:, :3], data[:, 3])))
+
+
+def fit_model_term(kernel_sums: Sequence[float], node_counts: Sequence[int],
+                   measured_ms: Sequence[float]) -> ModelTerm:
+    """The model term from whole models: their summed kernel predictions (or in-context kernel
+    times), their compute-node counts and their measured latencies."""
+    y = np.asarray(measured_ms, dtype=np.float64)
+    A = np.column_stack([np.asarray(kernel_sums, dtype=np.float64),
+                         np.asarray(node_counts, dtype=np.float64), np.ones(len(y))])
+    if len(y) < 3:
+        raise ValueError(f"{len(y)} models are too few to fit the model term (need 3)")
+    return ModelTerm(*(float(c) for c in _nonnegative_fit(A, y)))
+
+
+def compute_node_count(kernels: Iterable[Kernel]) -> int:
+    """Nodes a runtime executes: every node of the imported graph (importers fold constants
+    away), which detection assigns to exactly one kernel each."""
+    return sum(len(k.nodes) for k in kernels)
+
+
+# -- the predictor ------------------------------------------------------------------------------
+
+def _input_shapes(spec: InputShape) -> dict[str, list[int]] | None:
+    """``[1, 3, 224, 224]``, ``{"input": [...]}``, ``"1x3x224x224"`` or ``["input=1x3x..."]``."""
+    from edgemeter.importers import parse_input_shapes
+
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        return parse_input_shapes([spec])
+    if isinstance(spec, Mapping):
+        return {str(k): [int(d) for d in v] for k, v in spec.items()}
+    items = list(spec)
+    if all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in items):
+        return {"": [int(d) for d in items]}
+    if all(isinstance(s, str) for s in items):
+        return parse_input_shapes(items)
+    raise ConfigError(f"bad input_shape {spec!r}: give a list of ints, a name -> shape mapping "
+                      "or 'NAME=DxDx...' strings")
+
+
+class Predictor:
+    """Predicts model latency with one predictor package (see the module docstring)."""
+
+    def __init__(self, package: PredictorPackage):
+        self.package = package
+        self.rules = package.rules()
+        extra = package.extra
+        self.model_term = (_terms(ModelTerm, extra["model_term"], "model_term", package)
+                           if "model_term" in extra else ModelTerm())
+        self._fallback = (_terms(Fallback, extra["fallback"], "fallback", package)
+                          if "fallback" in extra else None)
+        self._group_of: dict[str, str] = {}
+
+    @classmethod
+    def from_package(cls, package: PredictorPackage | str | Path) -> Predictor:
+        """From a loaded package, or a package folder / .zip path."""
+        if not isinstance(package, PredictorPackage):
+            package = load_package(package)
+        return cls(package)
+
+    @property
+    def name(self) -> str:
+        return self.package.name
+
+    @property
+    def version(self) -> str:
+        return self.package.version
+
+    @property
+    def backend(self) -> str:
+        return self.package.backend
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}"
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.label!r}, backend={self.backend!r})"
+
+    @property
+    def fallback(self) -> Fallback:
+        if self._fallback is None:
+            self._fallback = self._fallback_from_training_data
+        return self._fallback
+
+    @cached_property
+    def _fallback_from_training_data(self) -> Fallback:
+        rows = [row for kernel in self.package.training_data
+                for row in self.package.training_data[kernel]]
+        try:
+            return fit_fallback(rows)
+        except ValueError:
+            raise ModelError(f"{self.package.label} has neither fallback rates nor training "
+                             "data to estimate kernels it has no regressor for") from None
+
+    @cached_property
+    def machine_warnings(self) -> list[str]:
+        """How this machine differs from the one the predictor was measured on."""
+        diffs = self.package.machine_differences()
+        return [f"{self.package.label} was built on another machine, predictions may be off: "
+                f"{'; '.join(diffs)}"] if diffs else []
+
+    def group(self, kernel_type: str) -> str:
+        group = self._group_of.get(kernel_type)
+        if group is None:
+            group = self._group_of[kernel_type] = regressor_group(kernel_type)
+        return group
+
+    # -- graphs and kernels ------------------------------------------------------------------
+    def detect(self, model: Any, input_shape: InputShape = None) -> tuple[Graph, list[Kernel]]:
+        """Import ``model`` (anything :func:`edgemeter.importers.load_graph` reads) and split it
+        into the kernels this predictor's runtime executes."""
+        from edgemeter.importers import load_graph
+
+        graph = load_graph(model, _input_shapes(input_shape))
+        return graph, detect(graph, self.rules)
+
+    def kernel_latencies(self, kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw predicted ms of each kernel (before the model term's scale) and whether a trained
+        regressor covered it. Kernels are grouped per regressor: one call per group."""
+        ms = np.empty(len(kernels))
+        covered = np.zeros(len(kernels), dtype=bool)
+        by_group: dict[str, list[int]] = {}
+        for i, kernel in enumerate(kernels):
+            by_group.setdefault(self.group(kernel.type), []).append(i)
+        regressors = self.package.regressors
+        uncovered: list[int] = []
+        for group, index in by_group.items():
+            regressor = regressors.get(group)
+            if regressor is None:
+                uncovered.extend(index)
+                continue
+            names = regressor.feature_names_
+            X = np.array([[kernels[i].features.get(n, 0.0) for n in names] for i in index],
+                         dtype=np.float64)
+            ms[index] = regressor.predict(X)
+            covered[index] = True
+        if uncovered:
+            flops = np.array([kernels[i].features.get("FLOPS", 0.0) for i in uncovered], float)
+            nbytes = np.array([kernels[i].features.get("BYTES", 0.0) for i in uncovered], float)
+            ms[uncovered] = self.fallback.predict(flops, nbytes)
+        return ms, covered
+
+    def predict_kernels(self, kernel_lists: Sequence[Sequence[Kernel]]) -> np.ndarray:
+        """Model latencies (ms) of many models given as their detected kernels: the NAS fast
+        path, with every regressor called once for the whole batch."""
+        flat = [k for kernels in kernel_lists for k in kernels]
+        owner = np.repeat(np.arange(len(kernel_lists)), [len(ks) for ks in kernel_lists])
+        ms, _ = self.kernel_latencies(flat)
+        sums = np.bincount(owner, weights=ms, minlength=len(kernel_lists))
+        nodes = np.array([compute_node_count(ks) for ks in kernel_lists], dtype=np.float64)
+        return self.model_term.apply(sums, nodes)
+
+    # -- models ------------------------------------------------------------------------------
+    def predict(self, model: Any, input_shape: InputShape = None) -> Prediction:
+        """Predict one model: an ONNX path or ModelProto, a torch ``nn.Module`` (give
+        ``input_shape``), a .tflite path, an edgemeter or nn-Meter IR (dict or .json path), or
+        a :class:`~edgemeter.graph.Graph`."""
+        return self.predict_batch([model], input_shape)[0]
+
+    def predict_batch(self, models: Sequence[Any], input_shape: InputShape = None
+                      ) -> list[Prediction]:
+        """Predict several models at once (same results as :meth:`predict` one by one); each
+        regressor runs once for all their kernels."""
+        return self.predict_detected([self.detect(model, input_shape) for model in models],
+                                     models)
+
+    def predict_detected(self, detected: Sequence[tuple[Graph, list[Kernel]]],
+                         models: Sequence[Any] | None = None) -> list[Prediction]:
+        """Predictions for graphs already split into kernels (:meth:`detect`); ``models`` (what
+        was imported: paths are kept as the ``model`` label) default to the graphs' names."""
+        models = models if models is not None else [graph.name for graph, _ in detected]
+        flat = [k for _, kernels in detected for k in kernels]
+        ms, covered = self.kernel_latencies(flat)
+        predictions, start = [], 0
+        for model, (graph, kernels) in zip(models, detected):
+            end = start + len(kernels)
+            predictions.append(self._prediction(model, graph, kernels, ms[start:end],
+                                                covered[start:end]))
+            start = end
+        return predictions
+
+    def _prediction(self, model: Any, graph: Graph, kernels: list[Kernel], ms: np.ndarray,
+                    covered: np.ndarray) -> Prediction:
+        term = self.model_term
+        scaled = term.scale * ms
+        overhead = term.per_node_ms * compute_node_count(kernels) + term.intercept_ms
+        flops = np.array([k.features.get("FLOPS", 0.0) for k in kernels], dtype=np.float64)
+        n = len(kernels)
+        coverage = {
+            "kernels": float(covered.sum() / n) if n else 1.0,
+            "flops": float(flops[covered].sum() / flops.sum()) if flops.sum() > 0
+            else (float(covered.sum() / n) if n else 1.0),
+        }
+        return Prediction(
+            latency_ms=float(scaled.sum() + overhead),
+            kernels=[{"type": k.type, "nodes": list(k.nodes), "latency_ms": float(t),
+                      "covered": bool(c)} for k, t, c in zip(kernels, scaled, covered)],
+            coverage=coverage,
+            warnings=self._warnings(graph, kernels, scaled, covered),
+            overhead_ms=float(overhead), predictor=self.label,
+            model=str(model) if isinstance(model, (str, Path)) else graph.name)
+
+    def _warnings(self, graph: Graph, kernels: list[Kernel], ms: np.ndarray,
+                  covered: np.ndarray) -> list[str]:
+        warnings = list(graph.warnings)
+        if not covered.all():
+            types = Counter(k.type for k, c in zip(kernels, covered) if not c)
+            listed = ", ".join(f"{t} ×{n}" if n > 1 else t for t, n in sorted(types.items()))
+            share = ms[~covered].sum() / ms.sum() if ms.sum() > 0 else 0.0
+            warnings.append(f"{int((~covered).sum())} of {len(kernels)} kernels have no trained "
+                            f"regressor in {self.package.label} and were estimated from their "
+                            f"FLOPs and bytes ({share:.0%} of the kernel time): {listed}")
+        op_of = {node.name: node.op for node in graph.nodes}
+        unknown = sorted({op_of[name] for k in kernels if k.type == "other" for name in k.nodes})
+        if unknown:
+            warnings.append(f"ops edgemeter has no kernel type for: {', '.join(unknown)}")
+        return warnings + self.machine_warnings
+
+
+def load_predictor(name: str | Path | None = None, version: str | None = None) -> Predictor:
+    """A predictor by name (``None``: the shipped default), newest version unless ``version``
+    is given; or a package folder / .zip given by path. Unknown names or versions raise
+    :class:`~edgemeter.errors.ConfigError` listing the available ones."""
+    from edgemeter.predictor.registry import find_predictor
+
+    if name is not None and _looks_like_path(name):
+        return Predictor.from_package(name)
+    return Predictor.from_package(find_predictor(name, version).path)
+
+
+def _looks_like_path(name: str | Path) -> bool:
+    text = str(name)
+    # Registered names never contain a separator (package.check_name), so no ambiguity.
+    return isinstance(name, Path) or "/" in text or "\\" in text or text.endswith(".zip")

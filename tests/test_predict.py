@@ -1,0 +1,284 @@
+"""Model latency prediction on a predictor package built in the test from real onnxruntime
+measurements: Predictor API, coverage and fallback, batch == single, the ``predict`` CLI."""
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import edgemeter
+from edgemeter.cli import main
+from edgemeter.errors import ConfigError, ModelError
+from edgemeter.predictor import fingerprint, registry
+from edgemeter.predictor.model import (
+    Predictor, compute_node_count, fit_fallback, fit_model_term,
+)
+from edgemeter.predictor.package import PredictorPackage, regressor_file, save_package
+
+RULES_FILE = Path(__file__).parents[1] / "src/edgemeter/data/fusion/onnxruntime-cpu.yaml"
+TRAIN_FAMILIES = ("mobilenetv2", "resnet", "mobilenetv3", "shufflenetv2", "squeezenet")
+
+
+def profile_models(paths: list[Path], runs: int = 20) -> list[dict]:
+    """Measure each model on onnxruntime (1 thread, in this process: fast enough for a test)
+    and attribute its profiled node times to the kernels the onnxruntime rules find."""
+    from edgemeter.backends import get_backend
+    from edgemeter.backends.kernel_times import kernel_times
+    from edgemeter.importers import load_graph
+    from edgemeter.kernels import detect, load_rules
+
+    backend, rules = get_backend("onnxruntime-cpu", threads=1), load_rules("onnxruntime-cpu")
+    profiled = []
+    for path in paths:
+        runner = backend.load(path)
+        for _ in range(5):
+            runner.run()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            runner.run()
+            times.append(1e3 * (time.perf_counter() - start))
+        node_times = runner.node_times(runs)
+        graph = load_graph(path)
+        kernels = detect(graph, rules)
+        found = kernel_times(graph, kernels, node_times, runner.node_origins())
+        runner.close()
+        # The profiler inflates tiny kernels: keep its shares, take the total from timed runs.
+        median = statistics.median(times)
+        shares = np.array([k["latency_ms"] for k in found.kernels]) / found.total_ms
+        profiled.append({"path": path, "median_ms": median, "kernels": kernels,
+                         "kernel_ms": list(shares * median)})
+    return profiled
+
+
+def build_package(profiled: list[dict], skip_groups: tuple[str, ...] = (), name: str = "tiny-ort",
+                  version: str = "0.1") -> PredictorPackage:
+    """A small real predictor: a 10-tree forest per regressor group on in-context kernel times,
+    the model term fitted on the same models, fallback rates on all kernel rows."""
+    from edgemeter.kernels.groups import regressor_group
+    from edgemeter.predictor.regressors import make_regressor
+
+    rows: dict[str, list[dict]] = {}
+    for model in profiled:
+        for kernel, ms in zip(model["kernels"], model["kernel_ms"]):
+            if ms > 0:
+                rows.setdefault(regressor_group(kernel.type), []).append(
+                    {**kernel.features, "latency_ms": ms})
+    regressors, data = {}, {}
+    for group, group_rows in sorted(rows.items()):
+        if group in skip_groups or len(group_rows) < 3:
+            continue
+        names = sorted({k for r in group_rows for k in r} - {"latency_ms"})
+        X = np.array([[r.get(n, 0.0) for n in names] for r in group_rows], dtype=float)
+        y = np.array([r["latency_ms"] for r in group_rows])
+        regressors[group] = make_regressor("rf", n_estimators=10, transform="log").fit(X, y, names)
+        data[group] = group_rows
+    package = PredictorPackage(
+        name=name, version=version, backend="onnxruntime-cpu", regressors=regressors,
+        fusion_rules=RULES_FILE.read_text(), training_data=data,
+        runtime_versions=fingerprint.runtime_versions(["onnxruntime"]),
+        fingerprint=fingerprint.current(["onnxruntime"]),
+        extra={"fallback": vars(fit_fallback([r for g in rows.values() for r in g]))})
+    # The model term on the training models' own predictions, as a build would.
+    plain = Predictor(package)
+    sums = [plain.kernel_latencies(m["kernels"])[0].sum() for m in profiled]
+    term = fit_model_term(sums, [compute_node_count(m["kernels"]) for m in profiled],
+                          [m["median_ms"] for m in profiled])
+    package.extra["model_term"] = vars(term)
+    return package
+
+
+@pytest.fixture(scope="module")
+def trained(zoo_onnx, tmp_path_factory) -> dict:
+    """The training models, their profiles and the package saved as a folder."""
+    paths = [zoo_onnx(f) for f in TRAIN_FAMILIES]
+    profiled = profile_models(paths)
+    package = build_package(profiled)
+    folder = save_package(package, tmp_path_factory.mktemp("pkg") / "tiny-ort")
+    return {"paths": paths, "profiled": profiled, "package": package, "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def predictor(trained) -> Predictor:
+    return Predictor.from_package(trained["folder"])
+
+
+def topk_model(path: Path) -> Path:
+    """Conv -> Relu -> Flatten -> TopK: TopK has no kernel type of its own."""
+    weight = numpy_helper.from_array(np.ones((8, 3, 3, 3), np.float32), "w")
+    k = numpy_helper.from_array(np.array([5], np.int64), "k")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Flatten", ["r"], ["f"], name="flatten"),
+             helper.make_node("TopK", ["f", "k"], ["values", "indices"], name="topk")]
+    graph = helper.make_graph(
+        nodes, "topk", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("values", TensorProto.FLOAT, [1, 5]),
+         helper.make_tensor_value_info("indices", TensorProto.INT64, [1, 5])], [weight, k])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+# -- the Predictor API --------------------------------------------------------------------------
+
+def test_predicts_training_models_close_to_measured(predictor, trained):
+    for model in trained["profiled"]:
+        p = predictor.predict(model["path"])
+        assert p.coverage["kernels"] > 0.9 and p.coverage["flops"] > 0.9
+        assert [k["type"] for k in p.kernels] == [k.type for k in model["kernels"]]
+        assert p.latency_ms == pytest.approx(sum(k["latency_ms"] for k in p.kernels)
+                                             + p.overhead_ms)
+        # Seen models, a fitted model term: within a factor of 2 of the measured median.
+        assert 0.5 < p.latency_ms / model["median_ms"] < 2.0, model["path"].name
+        assert p.predictor == "tiny-ort 0.1" and p.model == str(model["path"])
+
+
+def test_every_input_kind(predictor, trained, tmp_path):
+    from edgemeter import zoo
+    from edgemeter.importers import load_graph
+
+    path = trained["paths"][0]
+    expected = predictor.predict(path).latency_ms
+    graph = load_graph(path)
+    graph.save(tmp_path / "m.json")
+    assert predictor.predict(onnx.load(path)).latency_ms == pytest.approx(expected)
+    assert predictor.predict(str(tmp_path / "m.json")).latency_ms == pytest.approx(expected)
+    assert predictor.predict(graph.to_dict()).latency_ms == pytest.approx(expected)
+    module, shape = zoo.build("mobilenetv2", zoo.get_family("mobilenetv2").tiny)
+    from_torch = predictor.predict(module, input_shape=shape)
+    assert from_torch.latency_ms == pytest.approx(expected, rel=0.05)
+    assert predictor.predict(path, input_shape="input=1x3x64x64").latency_ms == \
+        pytest.approx(expected)
+
+
+def test_uncovered_kernels_use_fallback_and_warn(trained, tmp_path):
+    # Without the dwconv regressor, a MobileNet's depthwise kernels fall back, flagged.
+    package = build_package(trained["profiled"], skip_groups=("dwconv",))
+    predictor = Predictor(package)
+    p = predictor.predict(trained["paths"][0])
+    fallback = [k for k in p.kernels if not k["covered"]]
+    assert fallback and all(k["type"].startswith("dwconv") for k in fallback)
+    assert all(k["latency_ms"] > 0 for k in fallback)  # estimated, never zero
+    assert p.coverage["kernels"] == pytest.approx(1 - len(fallback) / len(p.kernels))
+    assert 0 < p.coverage["flops"] < 1
+    assert any("no trained regressor" in w and "dwconv" in w for w in p.warnings)
+
+
+def test_op_without_kernel_type_warns(predictor, tmp_path):
+    p = predictor.predict(topk_model(tmp_path / "topk.onnx"))
+    assert any("no kernel type" in w and "TopK" in w for w in p.warnings)
+    assert p.coverage["kernels"] < 1 and p.latency_ms > 0
+
+
+def test_other_machine_warns(trained):
+    package = build_package(trained["profiled"][:3])
+    package.fingerprint = {**package.fingerprint, "cpu_model": "Some Other CPU",
+                           "runtimes": {"onnxruntime": "0.1.0"}}
+    warnings = Predictor(package).predict(trained["paths"][0]).warnings
+    assert any("another machine" in w and "Some Other CPU" in w and "onnxruntime" in w
+               for w in warnings)
+
+
+def test_batch_equals_single(predictor, trained):
+    paths = trained["paths"]
+    batch = predictor.predict_batch(paths)
+    for path, p in zip(paths, batch):
+        single = predictor.predict(path)
+        # Equal up to float rounding (numpy sums a few rows in another order than many).
+        assert p.latency_ms == pytest.approx(single.latency_ms, rel=1e-12)
+        assert [k["latency_ms"] for k in p.kernels] == \
+            pytest.approx([k["latency_ms"] for k in single.kernels], rel=1e-12)
+        strip = lambda d: {**d, "latency_ms": 0, "overhead_ms": 0,  # noqa: E731
+                           "kernels": [{**k, "latency_ms": 0} for k in d["kernels"]]}
+        assert strip(p.to_dict()) == strip(single.to_dict())
+    # The NAS fast path from pre-detected kernels gives the same totals.
+    kernels = [predictor.detect(path)[1] for path in paths] * 30  # > 64 rows: dedup path too
+    fast = predictor.predict_kernels(kernels)
+    assert fast == pytest.approx([p.latency_ms for p in batch] * 30)
+
+
+def test_load_predictor_by_name_and_path(trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEMETER_HOME", str(tmp_path / "home"))
+    registry.register(trained["folder"])
+    by_name = edgemeter.load_predictor("tiny-ort", "0.1")
+    assert by_name.label == "tiny-ort 0.1"
+    assert edgemeter.load_predictor(trained["folder"]).label == "tiny-ort 0.1"
+    with pytest.raises(ConfigError, match="available: tiny-ort 0.1"):
+        edgemeter.load_predictor("nosuch")
+    with pytest.raises(ConfigError, match="available: 0.1"):
+        edgemeter.load_predictor("tiny-ort", "9.9")
+
+
+def test_bad_model_terms_are_refused(trained):
+    package = build_package(trained["profiled"][:3])
+    package.extra["model_term"] = {"scale": "big"}
+    with pytest.raises(ModelError, match="model_term"):
+        Predictor(package)
+
+
+# -- the predict CLI ------------------------------------------------------------------------------
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_json(trained, capsys):
+    path = str(trained["paths"][1])
+    code, out, _ = run_cli(["predict", path, "--predictor", str(trained["folder"]),
+                            "--format", "json"], capsys)
+    assert code == 0
+    (result,) = json.loads(out)
+    assert result["model"] == path and result["predictor"] == "tiny-ort 0.1"
+    assert isinstance(result["latency_ms"], float) and result["latency_ms"] > 0
+    assert {"type", "nodes", "latency_ms"} <= set(result["kernels"][0])
+    assert set(result["coverage"]) == {"kernels", "flops"} and result["warnings"] == []
+
+
+def test_cli_folder_skips_non_models(trained, tmp_path, capsys):
+    for path in trained["paths"][:2]:
+        shutil.copy(path, tmp_path / path.name)
+    (tmp_path / "notes.txt").write_text("not a model")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "weights.bin").write_bytes(b"\0" * 10)
+    code, out, err = run_cli(["predict", str(tmp_path), "--predictor", str(trained["folder"]),
+                              "--format", "csv"], capsys)
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("model,predictor,latency_ms") and len(lines) == 3
+    assert "notes.txt" in err and "weights.bin" in err and "skipped 2" in err
+    code, out, err = run_cli(["predict", str(tmp_path), "--predictor", str(trained["folder"])],
+                             capsys)
+    assert code == 0 and trained["paths"][0].name in out
+
+
+def test_cli_unknown_predictor_lists_available(trained, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EDGEMETER_HOME", str(tmp_path / "home"))
+    registry.register(trained["folder"])
+    code, _, err = run_cli(["predict", str(trained["paths"][0]), "--predictor", "nosuch"], capsys)
+    assert code == 2 and "unknown predictor 'nosuch'" in err and "tiny-ort 0.1" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(["predict", str(trained["paths"][0]), "--predictor", "tiny-ort",
+                            "--version", "7"], capsys)
+    assert code == 2 and "available: 0.1" in err
+
+
+def test_cli_corrupt_package(trained, tmp_path, capsys):
+    broken = shutil.copytree(trained["folder"], tmp_path / "broken")
+    target = broken / regressor_file(sorted(trained["package"].regressors)[0])
+    target.write_bytes(target.read_bytes()[:-7] + b"garbage")
+    code, _, err = run_cli(["predict", str(trained["paths"][0]), "--predictor", str(broken)],
+                           capsys)
+    assert code == 2 and "checksum" in err and len(err.strip().splitlines()) == 1
