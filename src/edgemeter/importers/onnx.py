@@ -137,20 +137,16 @@ class _Importer:
         self.folded: set[str] = set()  # names of nodes turned into constants
 
     def run(self) -> Graph:
-        checked = False
+        model = self._inference_model()
+        try:
+            onnx.checker.check_model(model)  # cheap here: the big weights are not in the copy
+        except onnx.checker.ValidationError as exc:
+            raise ModelError(f"{self.label}: invalid ONNX model: {_first_line(exc)}") from None
         while True:
-            model = self._inference_model()
-            if not checked:
-                try:
-                    onnx.checker.check_model(model)
-                except onnx.checker.ValidationError as exc:
-                    raise ModelError(f"{self.label}: invalid ONNX model: "
-                                     f"{_first_line(exc)}") from None
-                checked = True
             self._infer(model)
             if not self._fold() or self._all_shapes_known():
-                break
-        return self._build()
+                return self._build()
+            model = self._inference_model()
 
     # -- inputs -------------------------------------------------------------------------------
     def _fix_input_shapes(self, given: dict[str, list[int]]) -> list[onnx.ValueInfoProto]:
