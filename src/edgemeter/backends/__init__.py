@@ -32,6 +32,7 @@ BUILTINS = {
     "litert-xnnpack": "edgemeter.backends.litert:LiteRTXNNPACK",
     "torch-cpu": "edgemeter.backends.torch:TorchCPU",
     "ssh": "edgemeter.backends.ssh:SSHBackend",
+    "adb-tflite": "edgemeter.backends.adb:ADBTFLite",
 }
 
 # Backends registered at run time with register_backend (tests, notebooks).
