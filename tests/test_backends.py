@@ -127,7 +127,8 @@ def test_unknown_backend_lists_the_available_ones():
     ({"threads": 0}, "threads=0 must be an integer >= 1"),
     ({"threads": "two"}, "threads='two'"),
     ({"graph_optimization_level": "fast"}, "allowed: disable, basic, extended, layout, all"),
-    ({"precision": "f16"}, "unknown option 'precision' .allowed: threads, graph_optimization_level"),
+    ({"precision": "f16"},
+     "unknown option 'precision' .allowed: threads, graph_optimization_level"),
 ])
 def test_bad_settings_name_the_option_and_the_allowed_values(config, message):
     with pytest.raises(ConfigError, match=message):

@@ -78,6 +78,15 @@ def test_two_processes_write_one_workspace(tmp_path):
     assert models == {f"{name}-{i}" for name in "ab" for i in range(60)}
 
 
+def stored(workspace: Path) -> int:
+    """Rows in the workspace's store, 0 while the run has not created it yet."""
+    try:
+        db = sqlite3.connect(f"file:{workspace / 'measurements.sqlite'}?mode=ro", uri=True)
+        return db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
 def test_an_interrupted_run_loses_nothing_and_resumes(tmp_path):
     models = [str(tiny_onnx(tmp_path / f"m{i}.onnx", width=4 + i)) for i in range(3)]
     workspace = tmp_path / "ws"
@@ -86,12 +95,8 @@ def test_an_interrupted_run_loses_nothing_and_resumes(tmp_path):
             "-w", str(workspace), "--rounds", "2", "--max-rounds", "2", "--repeats", "200"]
     run = subprocess.Popen(args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True)
-    db_path = workspace / "measurements.sqlite"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if db_path.exists() and sqlite3.connect(db_path).execute(
-                "SELECT COUNT(*) FROM measurements").fetchone()[0] >= 1:
-            break
+    while time.monotonic() < deadline and stored(workspace) < 1:
         time.sleep(0.05)
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=60)

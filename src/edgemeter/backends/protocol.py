@@ -111,16 +111,30 @@ def cv(values: list[float]) -> float | None:
     return statistics.stdev(values) / statistics.fmean(values)
 
 
+def iqr(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return q3 - q1
+
+
+def robust_cv(values: list[float]) -> float | None:
+    """IQR / 1.349 / median: the CV of a normal distribution, unmoved by the rare 10x outliers
+    (preemption, page faults) that make stdev / mean of one process's runs meaningless here."""
+    if len(values) < 2 or statistics.median(values) == 0:
+        return None
+    return iqr(values) / 1.349 / statistics.median(values)
+
+
 def summarize(rounds: list[list[float]]) -> dict[str, Any]:
-    """Median of round medians and the spread within and between rounds."""
+    """Median of round medians; spread: IQR of all runs, robust CV within a process (median
+    over rounds) and CV of the round medians between processes."""
     medians = [statistics.median(r) for r in rounds]
-    samples = [s for r in rounds for s in r]
-    q1, _, q3 = statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3
-    within = [c for c in map(cv, rounds) if c is not None]
+    within = [c for c in map(robust_cv, rounds) if c is not None]
     return {
         "round_medians_ms": medians,
         "median_ms": statistics.median(medians),
-        "spread": {"iqr_ms": q3 - q1,
+        "spread": {"iqr_ms": iqr([s for r in rounds for s in r]),
                    "cv_within": statistics.median(within) if within else None,
                    "cv_between": cv(medians)},
     }

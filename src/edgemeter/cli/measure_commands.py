@@ -43,7 +43,8 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
               help="table, or JSON Lines (one object per model).")
 def measure(models: tuple[str, ...], backend: str | None, threads: int | None,
             options: tuple[str, ...], rounds: int | None, max_rounds: int | None,
-            target_cv: float | None, repeats: int | None, warmup: int | None, timeout_s: float | None, workspace: str | None,
+            target_cv: float | None, repeats: int | None, warmup: int | None,
+            timeout_s: float | None, workspace: str | None,
             config_file: str | None, profile: bool, fmt: str) -> None:
     """Measure the latency of MODELS on a real backend: median of fresh-process rounds ± spread.
 
@@ -52,9 +53,9 @@ def measure(models: tuple[str, ...], backend: str | None, threads: int | None,
     from edgemeter.backends.config import MeasureConfig
     from edgemeter.store import Store
 
-    protocol = {key: value for key, value in
-                {"rounds": rounds, "max_rounds": max_rounds, "target_cv": target_cv,
-                 "repeats": repeats, "warmup": warmup, "timeout_s": timeout_s}.items() if value is not None}
+    flags = {"rounds": rounds, "max_rounds": max_rounds, "target_cv": target_cv,
+             "repeats": repeats, "warmup": warmup, "timeout_s": timeout_s}
+    protocol = {key: value for key, value in flags.items() if value is not None}
     config = MeasureConfig.resolve(config_file, workspace, backend=backend, threads=threads,
                                    options=_parse_options(options), protocol=protocol or None)
     store = Store(workspace) if workspace else None
