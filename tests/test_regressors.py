@@ -182,8 +182,11 @@ def test_train_kernel_regressor_splits_and_scores():
     assert (figures["n_train"], figures["n_test"]) == (200, 50)
     assert set(figures) == {"n_train", "n_test", "rmse", "rmspe", "within_5", "within_10"}
     assert figures["within_5"] <= figures["within_10"]
-    # A smooth function with 3% noise: a working forest lands well inside ±10% on most rows.
-    assert figures["rmspe"] < 15 and figures["within_10"] > 70
+    # A smooth function with 3% noise: a working forest lands inside ±10% on most rows, and the
+    # cost baseline is what gets it there from 200 rows (plain log latency does far worse).
+    assert figures["rmspe"] < 10 and figures["within_10"] > 85
+    _, log_only = train_kernel_regressor(rows, FEATURES, n_estimators=40, transform="log")
+    assert log_only["rmspe"] > figures["rmspe"]
     assert regressor.feature_names_ == FEATURES and regressor.random_state == 0
 
     columns = {name: [row[name] for row in rows] for name in rows[0]}

@@ -396,12 +396,16 @@ class TreeRegressor:
 
 
 class ForestRegressor(TreeRegressor):
-    """Random forest (scikit-learn ``RandomForestRegressor``); the default kernel regressor."""
+    """Random forest (scikit-learn ``RandomForestRegressor``); the default kernel regressor.
+
+    ``min_samples_leaf=3`` by default: on latency-shaped data it is as accurate as 1 and makes a
+    third of the nodes (smaller packages, shallower trees to walk).
+    """
 
     algo = "rf"
 
     def __init__(self, n_estimators: int = 100, *, max_depth: int | None = None,
-                 min_samples_leaf: int = 1, max_features: float = 1.0, transform: str = "ratio",
+                 min_samples_leaf: int = 3, max_features: float = 1.0, transform: str = "ratio",
                  cost_features: Sequence[str] = ("FLOPS", "BYTES"),
                  random_state: int | None = 0):
         super().__init__(transform=transform, cost_features=cost_features, random_state=random_state)
