@@ -135,6 +135,11 @@ def test_load_refuses_object_arrays_and_pickles(data, tmp_path):
     pickled.write_bytes(pickle.dumps({"feature": [0]}))
     with pytest.raises(ModelError, match="evil.npz: not a valid regressor file"):
         load_regressor(pickled)
+    single = io.BytesIO()
+    np.save(single, arrays["value"])
+    single.seek(0)
+    with pytest.raises(ModelError, match="a single array, not an .npz"):
+        load_regressor(single, label="one.npy")
 
 
 @pytest.mark.parametrize("damage, message", [

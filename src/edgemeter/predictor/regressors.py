@@ -28,6 +28,8 @@ from edgemeter.errors import ConfigError, MissingExtraError, ModelError
 FORMAT = "edgemeter-regressor/1"
 # Working arrays of one predict chunk stay around 10 MB, whatever the batch size.
 _PAIRS_PER_CHUNK = 1 << 18
+# A real forest takes a few MB; refuse to inflate anything beyond this.
+_MAX_ARRAY_BYTES = 512 << 20
 # Below this many rows, sorting out duplicates costs more than it can save.
 _DEDUP_MIN_ROWS = 64
 
@@ -486,7 +488,13 @@ def load_regressor(source: str | Path | BinaryIO, label: str | None = None) -> T
     """
     label = label or str(source)
     try:
-        with np.load(source, allow_pickle=False) as arrays:
+        arrays = np.load(source, allow_pickle=False)
+        if not isinstance(arrays, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with arrays:
+            size = sum(info.file_size for info in arrays.zip.infolist())
+            if size > _MAX_ARRAY_BYTES:  # a compressed bomb is not a forest
+                raise ValueError(f"arrays would take {size} bytes")
             return TreeRegressor.from_arrays({key: arrays[key] for key in arrays.files})
     except Exception as exc:  # noqa: BLE001 - any failure to parse a data file is the file's fault
         raise ModelError(" ".join(f"{label}: not a valid regressor file ({exc})".split())) \
