@@ -1,0 +1,339 @@
+"""``edgemeter build``: fusion rules → zoo models in context → sampled kernels → training →
+package → held-out evaluation, within a wall-time budget, resumable at any point.
+
+The phases share the budget: training zoo models may use up to 45% of it, sampled kernels and
+their adaptive iterations run until 85%, held-out models are measured with what is left. Every
+measurement goes through the workspace store (:class:`~edgemeter.builder.collect.Collector`),
+so an interrupted build rerun re-measures nothing; sampling is seeded and the regressors are
+deterministic, so the rerun asks for the same models again and finds them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgemeter.builder import collect, sampling, train
+from edgemeter.builder.kernel_models import can_emit, emit, emit_batch
+from edgemeter.builder.workspace import Workspace, load_workspace
+from edgemeter.errors import ConfigError
+from edgemeter.kernels.groups import regressor_group
+from edgemeter.predictor.metrics import accuracy
+
+# Shares of the budget at which a phase stops starting new measurements.
+ZOO_SHARE, KERNEL_SHARE = 0.45, 0.85
+# Distributions of the runtimes' names, for the package's fingerprint.
+RUNTIME_DISTRIBUTIONS = {"onnxruntime": "onnxruntime", "openvino": "openvino",
+                         "litert": "ai-edge-litert", "torch": "torch"}
+
+
+@dataclass
+class BuildReport:
+    package: Path | None = None
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)      # model → why it was not usable
+    models: dict[str, Any] = field(default_factory=dict)       # held-out whole-model accuracy
+    model_errors: list[dict[str, Any]] = field(default_factory=list)
+    rows: int = 0
+    measured: int = 0
+    reused: int = 0
+    elapsed_s: float = 0.0
+    stopped: str | None = None                                  # why the build ended early
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "package": str(self.package) if self.package else None}
+
+    def format(self) -> str:
+        lines = [f"{'group':<16}{'rows':>6}{'RMSE ms':>10}{'RMSPE %':>9}{'±5 %':>7}{'±10 %':>7}"]
+        for group, f in sorted(self.groups.items()):
+            lines.append(f"{group:<16}{f['n_train'] + f['n_test']:>6}{f['rmse']:>10.4f}"
+                         f"{f['rmspe']:>9.1f}{f['within_5']:>7.0f}{f['within_10']:>7.0f}")
+        for group, why in sorted(self.missing.items()):
+            lines.append(f"{group:<16} missing: {why}")
+        if self.models:
+            m = self.models
+            lines.append(f"held-out zoo models: {m['n']}, RMSPE {m['rmspe']:.1f}%, "
+                         f"within ±5% {m['within_5']:.0f}%, within ±10% {m['within_10']:.0f}%")
+        else:
+            lines.append("held-out zoo models: none measured")
+        for model, why in sorted(self.skipped.items()):
+            lines.append(f"skipped {Path(model).name}: {why}")
+        lines.append(f"{self.rows} kernel rows; {self.measured} measurements taken, "
+                     f"{self.reused} reused from the store; {self.elapsed_s:.0f} s")
+        if self.stopped:
+            lines.append(f"stopped early: {self.stopped}")
+        if self.package:
+            lines.append(f"package: {self.package}")
+        return "\n".join(lines)
+
+
+class _Clock:
+    def __init__(self, budget_s: float):
+        self.start, self.budget_s = time.monotonic(), budget_s
+
+    def used(self) -> float:
+        return (time.monotonic() - self.start) / self.budget_s
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+def build(workspace: str | Path | Workspace, budget_s: float | None = None,
+          progress: bool = True, log: Callable[[str], None] = print) -> BuildReport:
+    """Build a predictor package for the workspace's backend; returns the report."""
+    from tqdm import tqdm
+
+    from edgemeter.kernels import load_rules
+    from edgemeter.store import Store
+
+    ws = workspace if isinstance(workspace, Workspace) else load_workspace(workspace)
+    cfg = ws.build
+    clock = _Clock(budget_s or cfg["budget"])
+    report = BuildReport()
+    with Store(ws.path) as store:
+        collector = collect.Collector(store, ws.backend["backend"], ws.backend_config(),
+                                      ws.protocol())
+        rows: list[dict[str, Any]] = []
+
+        def bar(total: int, desc: str) -> Any:
+            return tqdm(total=total, desc=desc, unit="model", disable=not progress,
+                        dynamic_ncols=True, leave=False)
+
+        try:
+            rules_path = resolve_rules(ws, collector, log)
+            rules = load_rules(rules_path)
+            per_node = has_node_times(ws, collector)
+            log(f"fusion rules: {rules_path}; per-node times: {'yes' if per_node else 'no'}")
+            families = _families(cfg["zoo_families"])
+            records: list[collect.ModelRecord] = []
+            zoo_dir = ws.subdir("models/zoo")
+
+            # 1. zoo models: whole medians (model term) and, with per-node times, kernel rows
+            variants = collect.zoo_variants(families, cfg["zoo_train_variants"], cfg["zoo_seed"])
+            with bar(len(variants), "zoo models") as pbar:
+                for name, family, variant in variants:
+                    if clock.used() > ZOO_SHARE:
+                        break
+                    path = collect.export_variant(zoo_dir, name, family, variant)
+                    m = collector.measure(path, profile=per_node)
+                    pbar.update()
+                    if not m.ok:
+                        continue
+                    records.append(collect.model_record(name, path, m, rules))
+                    if per_node:
+                        rows += collect.kernel_rows(path, m, rules, name)
+
+            # 2. sampled kernels, adaptive iterations
+            rows += sample_kernels(ws, collector, rules, per_node, clock, bar, rows, report, log)
+
+            # 3. training on everything
+            regressors, figures = {}, {}
+            by_group = train.split_by_group(rows)
+            for group, group_rows in sorted(by_group.items()):
+                if len(group_rows) < train.MIN_ROWS:
+                    report.missing[group] = (f"only {len(group_rows)} kernels measured "
+                                             f"(a regressor needs {train.MIN_ROWS})")
+                    continue
+                regressors[group], figures[group], _ = train.train_group(
+                    group_rows, cfg["algo"], cfg["trees"])
+            for record in records:
+                for kernel in record.kernels:
+                    group = regressor_group(kernel["type"])
+                    if group not in regressors and group not in report.missing:
+                        report.missing[group] = "no kernel of this group was measured"
+            report.groups = figures
+            if not rows:
+                raise ConfigError("the build measured no kernel (budget too small or the "
+                                  "backend failed everywhere); nothing to package")
+            fallback = train.fit_fallback(rows)
+            sums = [float(train.predict_kernels(r.kernels, regressors, fallback).sum())
+                    for r in records]
+            model_term = train.fit_model_term(sums, [len(r.kernels) for r in records],
+                                              [r.median_ms for r in records])
+
+            # 4. package
+            report.package = write_package(ws, rules_path, regressors, figures, by_group,
+                                           report.missing, fallback, model_term, collector)
+
+            # 5. held-out zoo models
+            evaluate(ws, collector, rules, regressors, fallback, model_term, families, clock,
+                     bar, report)
+        except collect.BackendFailure as exc:
+            report.stopped = str(exc)
+        report.skipped = dict(collector.failures)
+        report.measured = collector.measured
+        report.reused = collector.reused
+        report.rows = len(rows)
+        report.elapsed_s = clock.elapsed()
+    report_path = ws.subdir("results") / "build_report.json"
+    report_path.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+    return report
+
+
+def _families(setting: Any) -> list[str]:
+    from edgemeter import zoo
+    return sorted(zoo.FAMILIES) if setting == "all" else list(setting)
+
+
+def resolve_rules(ws: Workspace, collector: collect.Collector, log: Callable[[str], None]) -> Path:
+    """The rules file the build uses: the fusion test's output, or the configured rules."""
+    from importlib import resources
+
+    from edgemeter.backends import backend_class
+
+    if ws.fusion_test["enabled"]:
+        from edgemeter.builder.fusion_test import run_fusion_test
+        return run_fusion_test(ws, collector, log=log).path
+    name = ws.fusion_test["rules"]
+    if name == "auto":
+        name = backend_class(ws.backend["backend"]).rules
+        if name is None:
+            raise ConfigError(f"backend {ws.backend['backend']} ships no fusion rules: enable "
+                              "the fusion test or set 'rules' in configs/fusion_test.yaml")
+    if name.endswith((".yaml", ".yml")):
+        return Path(name)
+    return Path(str(resources.files("edgemeter") / "data" / "fusion" / f"{name}.yaml"))
+
+
+def has_node_times(ws: Workspace, collector: collect.Collector) -> bool:
+    """Whether the backend reports per-node times, asked of a one-op model (stored like any
+    measurement, so a rerun does not ask again)."""
+    from edgemeter.builder.onnx_graphs import GraphBuilder
+
+    g = GraphBuilder()
+    g.output(g.apply("relu", g.input([1, 8, 8, 8])))
+    path = collect.save_model(g.model(), ws.subdir("models") / "probe.onnx")
+    m = collector.measure(path, profile=True)
+    return bool(m.ok and m.node_times_ms)
+
+
+def sample_kernels(ws: Workspace, collector: collect.Collector, rules: Any, per_node: bool,
+                   clock: _Clock, bar: Callable[..., Any], zoo_rows: list[dict[str, Any]],
+                   report: BuildReport, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Prior samples, then fine-grained samples around large errors, per group."""
+    cfg = ws.build
+    priors = sampling.load_priors()
+    groups = sorted(priors) if cfg["kernels"] == "all" else list(cfg["kernels"])
+    rng = np.random.default_rng(cfg["zoo_seed"])
+    seen: set[str] = set()
+    pending = {g: sampling.sample_prior(priors.get(g, []), cfg["init_samples"], rng, seen)
+               for g in groups}
+    rows: list[dict[str, Any]] = []
+    for iteration in range(cfg["iterations"]):
+        todo = [c for g in groups for c in pending.get(g, []) if can_emit(c["type"])]
+        if not todo or clock.used() > KERNEL_SHARE:
+            break
+        rows += measure_configs(ws, collector, rules, per_node, todo, clock, bar,
+                                f"kernels, round {iteration + 1}")
+        if iteration == cfg["iterations"] - 1:
+            break
+        pending = {}
+        by_group = train.split_by_group(zoo_rows + rows)
+        for group in groups:
+            group_rows = by_group.get(group, [])
+            if len(group_rows) < train.MIN_ROWS:
+                continue
+            regressor, figures, test = train.train_group(group_rows, cfg["algo"], cfg["trees"])
+            if figures["within_10"] >= cfg["target_within_10"]:
+                continue
+            bad = train.large_errors(regressor, [group_rows[i] for i in test],
+                                     cfg["error_threshold"])
+            pending[group] = [c for i in bad for c in sampling.sample_finegrained(
+                shape_config(group, group_rows[test[i]]), cfg["finegrained_samples"], rng, seen)]
+            log(f"round {iteration + 1}: {group} within ±10% {figures['within_10']:.0f}%, "
+                f"{len(bad)} large errors → {len(pending[group])} new kernels")
+    return rows
+
+
+def shape_config(group: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The configuration (type + shape columns) of a measured kernel row."""
+    columns = sampling.SHAPE_COLUMNS.get(group, ())
+    return {"type": row["type"], **{c: row[c] for c in columns if c in row}}
+
+
+def measure_configs(ws: Workspace, collector: collect.Collector, rules: Any, per_node: bool,
+                    configs: Sequence[dict[str, Any]], clock: _Clock, bar: Callable[..., Any],
+                    desc: str) -> list[dict[str, Any]]:
+    """Emit, measure and read back sampled kernels: batches with per-node times, else one
+    model per kernel. A kernel that cannot be emitted or run is skipped (and listed)."""
+    folder = ws.subdir("models/kernels")
+    size = ws.build["batch_size"] if per_node else 1
+    chunks = [list(configs[i:i + size]) for i in range(0, len(configs), size)]
+    rows: list[dict[str, Any]] = []
+    with bar(len(chunks), desc) as pbar:
+        for chunk in chunks:
+            if clock.used() > KERNEL_SHARE:
+                break
+            digest = hashlib.sha256(json.dumps(chunk, sort_keys=True).encode()).hexdigest()[:16]
+            try:
+                model = emit_batch(chunk) if per_node else emit(chunk[0])
+            except (ValueError, KeyError) as exc:  # a configuration no model can have
+                collector.failures[json.dumps(chunk[0])] = f"cannot emit: {exc}"
+                pbar.update()
+                continue
+            path = collect.save_model(model, folder / f"{chunk[0]['type']}-{digest}.onnx")
+            m = collector.measure(path, profile=per_node)
+            pbar.update()
+            if m.ok:
+                read = collect.kernel_rows if per_node else collect.standalone_row
+                rows += read(path, m, rules, path.stem)
+    return rows
+
+
+def write_package(ws: Workspace, rules_path: Path, regressors: dict[str, Any],
+                  figures: dict[str, dict[str, float]], by_group: dict[str, list],
+                  missing: dict[str, str], fallback: dict[str, float],
+                  model_term: dict[str, Any], collector: collect.Collector) -> Path:
+    from edgemeter.predictor import PredictorPackage, save_package
+    from edgemeter.predictor import fingerprint as fp
+
+    runtime = next((m.env.get("runtime") for m in collector.store if m.ok and m.env), None)
+    distributions = [RUNTIME_DISTRIBUTIONS.get(runtime, runtime)] if runtime else []
+    data = {g: train.filled(rows, train.feature_names(rows)) for g, rows in by_group.items()
+            if g in regressors}
+    kinds = {g: sorted({r["type"] for r in rows}) for g, rows in by_group.items()}
+    package = PredictorPackage(
+        name=ws.build["name"], version=ws.build["version"], backend=ws.backend["backend"],
+        regressors=regressors, fusion_rules=rules_path.read_text(), accuracy=figures,
+        training_data=data, runtime_versions=fp.runtime_versions(distributions),
+        fingerprint=fp.current(distributions), missing_kernels=missing,
+        extra={"model_term": model_term, "fallback": fallback, "groups": kinds,
+               "backend_settings": collector.settings})
+    path = ws.subdir("predictor") / f"{ws.build['name']}-{ws.build['version']}"
+    return save_package(package, path, overwrite=True)
+
+
+def evaluate(ws: Workspace, collector: collect.Collector, rules: Any, regressors: dict,
+             fallback: dict, model_term: dict, families: list[str], clock: _Clock,
+             bar: Callable[..., Any], report: BuildReport) -> None:
+    """Whole-model accuracy on held-out zoo variants (another seed than the training ones)."""
+    cfg = ws.build
+    variants = collect.zoo_variants(families, cfg["zoo_eval_variants"], cfg["zoo_seed"] + 1)
+    folder = ws.subdir("models/zoo-eval")
+    true, pred = [], []
+    with bar(len(variants), "held-out models") as pbar:
+        for name, family, variant in variants:
+            if clock.used() > 1.0:
+                break
+            path = collect.export_variant(folder, name, family, variant)
+            m = collector.measure(path, profile=False)
+            pbar.update()
+            if not m.ok:
+                continue
+            record = collect.model_record(name, path, m, rules)
+            total = float(train.predict_kernels(record.kernels, regressors, fallback).sum())
+            predicted = train.apply_model_term(model_term, total, len(record.kernels))
+            true.append(record.median_ms)
+            pred.append(predicted)
+            report.model_errors.append({"model": name, "measured_ms": record.median_ms,
+                                        "predicted_ms": predicted,
+                                        "error_pct": 100 * (predicted / record.median_ms - 1)})
+    if true:
+        report.models = accuracy(true, pred)

@@ -1,0 +1,168 @@
+"""Data collection: measure models through the results store and turn them into training rows.
+
+Two sources of kernel rows:
+
+- **zoo models** (in context): a whole model measured with ``profile=True`` gives its median
+  (unprofiled runs: the model term's target) and per-node times, which
+  :func:`edgemeter.backends.kernel_times.kernel_times` maps to the kernels of the backend's
+  fusion rules: one row per kernel, timed as it runs inside a real model.
+- **sampled kernels**: on runtimes with per-node times, a batch model of independent kernels,
+  profiled once (:func:`edgemeter.builder.kernel_models.emit_batch`); elsewhere one model per
+  kernel, whose whole median is the kernel's time.
+
+Every measurement goes through :class:`Collector`, which asks the store first: a rerun after an
+interruption re-measures nothing that completed (failures included: a model the backend rejected
+is not retried, it is listed).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from edgemeter.backends import Measurement, Protocol, get_backend, measure
+from edgemeter.kernels.groups import regressor_group
+from edgemeter.store import Store, measurement_key
+
+Row = dict[str, Any]
+
+
+class BackendFailure(Exception):
+    """The backend failed on models it had run before: stop the build (data so far is kept)."""
+
+
+@dataclass
+class Collector:
+    store: Store
+    backend: str
+    config: dict[str, Any]
+    protocol: Protocol
+    measured: int = 0                     # fresh measurements this session
+    reused: int = 0                       # measurements found in the store instead
+    failures: dict[str, str] = field(default_factory=dict)   # model -> error
+    _consecutive_failures: int = 0
+
+    def __post_init__(self) -> None:
+        self.settings = get_backend(self.backend, **self.config).settings()
+
+    def measure(self, path: Path, profile: bool) -> Measurement:
+        """The stored measurement of ``path`` if there is one (a failed one too), else a fresh
+        measurement, stored before it is returned."""
+        from edgemeter.backends.protocol import file_sha256
+
+        key = measurement_key(file_sha256(path), self.backend, self.settings, profile)
+        row = self.store.db.execute("SELECT data FROM measurements WHERE key = ? "
+                                    "ORDER BY ok DESC, id DESC LIMIT 1", (key,)).fetchone()
+        if row:
+            m = Measurement.from_dict(json.loads(row[0]))
+            self.reused += 1
+        else:
+            m = measure(path, self.backend, self.config, self.protocol, profile=profile)
+            self.store.add(m)
+            self.measured += 1
+        if m.ok:
+            self._consecutive_failures = 0
+        else:
+            self.failures[str(path)] = m.error or "failed"
+            self._consecutive_failures += 1
+            # One model can be beyond the backend; many in a row means the backend broke.
+            if self._consecutive_failures >= 5:
+                raise BackendFailure(f"backend {self.backend} failed on the last 5 models "
+                                     f"(last: {Path(path).name}: {m.error})")
+        return m
+
+
+def kernel_rows(path: Path, m: Measurement, rules: Any, source: str) -> list[Row]:
+    """Rows (``source``, ``type``, ``group``, features, ``latency_ms``) of a profiled model's
+    kernels; kernels the runtime did not run on their own (0 ms, no runtime node) are left out."""
+    from edgemeter.backends.kernel_times import kernel_times
+    from edgemeter.importers import load_graph
+    from edgemeter.kernels import detect
+
+    graph = load_graph(path)
+    kernels = detect(graph, rules)
+    times = kernel_times(graph, kernels, m.node_times_ms or {}, m.node_origins)
+    rows = []
+    for kernel, timed in zip(kernels, times.kernels):
+        if timed["runtime_nodes"] and timed["latency_ms"] > 0:
+            rows.append({"source": source, "type": kernel.type,
+                         "group": regressor_group(kernel.type), **kernel.features,
+                         "latency_ms": timed["latency_ms"]})
+    return rows
+
+
+def standalone_row(path: Path, m: Measurement, rules: Any, source: str) -> list[Row]:
+    """The row of a one-kernel model timed whole (runtimes without per-node times)."""
+    from edgemeter.importers import load_graph
+    from edgemeter.kernels import detect
+
+    kernels = detect(load_graph(path), rules)
+    if len(kernels) != 1 or not m.median_ms:  # the rules split it: the time is not one kernel's
+        return []
+    kernel = kernels[0]
+    return [{"source": source, "type": kernel.type, "group": regressor_group(kernel.type),
+             **kernel.features, "latency_ms": m.median_ms}]
+
+
+def save_model(model: onnx.ModelProto, path: Path) -> Path:
+    """Write ``model`` unless the same bytes are there (keeps file times and content keys)."""
+    data = model.SerializeToString()
+    if not (path.exists() and path.read_bytes() == data):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return path
+
+
+@dataclass
+class ModelRecord:
+    """A whole zoo model: its measured median and its kernels (for the model term)."""
+
+    name: str
+    path: str
+    median_ms: float
+    kernels: list[dict[str, Any]]       # {"type", "features"} per kernel
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "median_ms": self.median_ms,
+                "kernels": self.kernels}
+
+
+def model_record(name: str, path: Path, m: Measurement, rules: Any) -> ModelRecord:
+    from edgemeter.importers import load_graph
+    from edgemeter.kernels import detect
+
+    kernels = detect(load_graph(path), rules)
+    return ModelRecord(name, str(path), float(m.median_ms),
+                       [{"type": k.type, "features": k.features} for k in kernels])
+
+
+def zoo_variants(families: Sequence[str], per_family: int, seed: int
+                 ) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(name, family, variant)`` of ``per_family`` random variants per family, drawn from
+    one generator per family and seed (so adding a family changes no other's variants)."""
+    import numpy as np
+
+    from edgemeter import zoo
+
+    out = []
+    for index, family in enumerate(families):
+        rng = np.random.default_rng([seed, index])
+        for i in range(per_family):
+            out.append((f"{family}-s{seed}-{i}", family, zoo.sample_variant(family, rng)))
+    return out
+
+
+def export_variant(folder: Path, name: str, family: str, variant: Mapping[str, Any]) -> Path:
+    """The ONNX file of a zoo variant, exported once per workspace (its content keys the store)."""
+    from edgemeter import zoo
+
+    path = folder / f"{name}.onnx"
+    if not path.exists():
+        module, shape = zoo.build(family, dict(variant))
+        tmp = zoo.export_onnx(module, shape, path.with_suffix(".tmp.onnx"))
+        tmp.replace(path)
+    return path

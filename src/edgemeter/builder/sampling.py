@@ -1,0 +1,215 @@
+"""Kernel configuration sampling: priors from the zoo, inverse-CDF draws, fine-grained draws.
+
+Priors are not typed by hand: :func:`compute_priors` imports zoo models, detects their kernels and
+keeps each kernel's shape features, a CSV per regressor group (``edgemeter/data/priors/``). A row
+of a prior is a real layer; the ``layout`` of a row is the set of shape columns it has (a 4-D
+``add`` has HW and CIN, a transformer's has ROWS and COLS).
+
+:func:`sample_prior` draws like nn-Meter: a layout by its frequency, a kernel type by its
+frequency within the layout, then every column independently through the inverse of its empirical
+CDF, snapped to a valid value (channels to multiples of 8, everything else to a value the zoo
+uses). :func:`sample_finegrained` keeps a configuration and re-draws only its channels, around the
+configurations a regressor got wrong. Duplicates are removed everywhere.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgemeter.builder.kernel_models import can_emit
+from edgemeter.kernels.groups import regressor_group
+
+Config = dict[str, Any]
+
+# Shape columns per group: what fixes a kernel's shape (costs follow from them).
+SHAPE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "conv": ("HW", "CIN", "COUT", "KERNEL_SIZE", "STRIDES"),
+    "dwconv": ("HW", "CIN", "KERNEL_SIZE", "STRIDES"),
+    "convtranspose": ("HW", "CIN", "COUT", "KERNEL_SIZE", "STRIDES"),
+    "matmul": ("M", "K", "N", "BATCH"),
+    "maxpool": ("HW", "CIN", "KERNEL_SIZE", "STRIDES"),
+    "avgpool": ("HW", "CIN", "KERNEL_SIZE", "STRIDES"),
+    "global-pool": ("HW", "CIN"),
+    "bn": ("HW", "CIN", "ROWS", "COLS"),
+    "activation": ("HW", "CIN", "ROWS", "COLS"),
+    "eltwise": ("HW", "CIN", "ROWS", "COLS"),
+    "concat": ("HW", "COLS", "INPUTS", "CIN1", "CIN2", "CIN3", "CIN4"),
+    "softmax": ("ROWS", "COLS"),
+    "layernorm": ("ROWS", "COLS"),
+    "se": ("HW", "CIN", "CMID"),
+    "channelshuffle": ("HW", "CIN"),
+}
+# Channel-like columns: snapped to multiples of 8 and re-drawn by fine-grained sampling.
+CHANNELS = frozenset({"CIN", "COUT", "CIN1", "CIN2", "CIN3", "CIN4", "CMID", "K", "N", "COLS"})
+DIVISOR = 8
+
+
+def priors_dir() -> Path:
+    return Path(str(resources.files("edgemeter") / "data" / "priors"))
+
+
+# -- priors -------------------------------------------------------------------------------------
+
+def prior_rows(kernels: Iterable[Any]) -> dict[str, list[Config]]:
+    """Group → shape rows (``type`` + shape columns) of detected kernels that can be emitted."""
+    rows: dict[str, list[Config]] = {}
+    for kernel in kernels:
+        group = regressor_group(kernel.type)
+        columns = SHAPE_COLUMNS.get(group)
+        if columns is None or not can_emit(kernel.type):
+            continue
+        row = {"type": kernel.type, **{c: kernel.features[c] for c in columns
+                                       if c in kernel.features}}
+        if len(row) > 1:
+            rows.setdefault(group, []).append(row)
+    return rows
+
+
+def compute_priors(families: Sequence[str] | None = None, variants: int = 3, seed: int = 7,
+                   rules: str = "onnxruntime-cpu") -> dict[str, list[Config]]:
+    """Shape rows of the kernels of the zoo: each family's default and ``variants`` random
+    variants (drawn with ``seed``, never the seeds used to evaluate predictors)."""
+    import tempfile
+
+    from edgemeter import zoo
+    from edgemeter.importers import load_graph
+    from edgemeter.kernels import detect, load_rules
+
+    rule_set = load_rules(rules)
+    rng = np.random.default_rng(seed)
+    priors: dict[str, list[Config]] = {}
+    with tempfile.TemporaryDirectory(prefix="edgemeter-priors-") as tmp:
+        for family in families or sorted(zoo.FAMILIES):
+            for i in range(variants + 1):
+                variant = zoo.get_family(family).default if i == 0 else \
+                    zoo.sample_variant(family, rng)
+                module, shape = zoo.build(family, variant)
+                path = zoo.export_onnx(module, shape, Path(tmp) / f"{family}-{i}.onnx")
+                for group, rows in prior_rows(detect(load_graph(path), rule_set)).items():
+                    priors.setdefault(group, []).extend(rows)
+    return priors
+
+
+def write_priors(priors: Mapping[str, Sequence[Config]], folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for group, rows in sorted(priors.items()):
+        columns = ["type", *[c for c in SHAPE_COLUMNS[group] if any(c in r for r in rows)]]
+        path = folder / f"{group}.csv"
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        paths.append(path)
+    return paths
+
+
+def load_priors(folder: str | Path | None = None) -> dict[str, list[Config]]:
+    """Group → prior rows, from ``folder`` (default: the shipped priors)."""
+    folder = Path(folder) if folder is not None else priors_dir()
+    priors = {}
+    for path in sorted(folder.glob("*.csv")):
+        with open(path, newline="") as f:
+            priors[path.stem] = [{k: (v if k == "type" else int(v)) for k, v in row.items()
+                                  if v != ""} for row in csv.DictReader(f)]
+    return priors
+
+
+# -- sampling -----------------------------------------------------------------------------------
+
+def config_key(config: Mapping[str, Any]) -> str:
+    return json.dumps(dict(config), sort_keys=True)
+
+
+def dedupe(configs: Iterable[Config], seen: set[str] | None = None) -> list[Config]:
+    """Configurations not seen before (``seen`` is updated), in order."""
+    seen = set() if seen is None else seen
+    unique = []
+    for config in configs:
+        key = config_key(config)
+        if key not in seen:
+            seen.add(key)
+            unique.append(config)
+    return unique
+
+
+def snap(column: str, value: float, observed: np.ndarray) -> int:
+    """A valid value: channels to a multiple of 8 (small ones, such as an RGB input's 3, to the
+    nearest value the zoo uses), everything else to the nearest value the zoo uses."""
+    if column in CHANNELS and value >= DIVISOR:
+        return int(max(DIVISOR, round(value / DIVISOR) * DIVISOR))
+    return int(observed[np.argmin(np.abs(observed - value))])
+
+
+def inverse_cdf(values: np.ndarray, u: float, column: str) -> int:
+    """The ``u``-quantile of the empirical distribution of ``values``, snapped."""
+    ordered = np.sort(values)
+    # Channels interpolate between observed widths; discrete settings take an observed value.
+    method = "linear" if column in CHANNELS else "inverted_cdf"
+    return snap(column, float(np.quantile(ordered, u, method=method)), np.unique(ordered))
+
+
+def _layout(row: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(sorted(k for k in row if k != "type"))
+
+
+def sample_prior(prior: Sequence[Config], n: int, rng: np.random.Generator,
+                 seen: set[str] | None = None, max_tries: int = 20) -> list[Config]:
+    """Up to ``n`` new configurations drawn from ``prior`` (fewer when the space runs dry)."""
+    if not prior:
+        return []
+    by_layout: dict[tuple[str, ...], list[Config]] = {}
+    for row in prior:
+        by_layout.setdefault(_layout(row), []).append(row)
+    layouts = list(by_layout)
+    weights = np.array([len(by_layout[k]) for k in layouts], dtype=float)
+    columns = {k: {c: np.array([r[c] for r in rows]) for c in k} for k, rows in by_layout.items()}
+    types = {k: Counter(r["type"] for r in rows) for k, rows in by_layout.items()}
+    seen = set() if seen is None else seen
+    out: list[Config] = []
+    for _ in range(n * max_tries):
+        if len(out) == n:
+            break
+        layout = layouts[rng.choice(len(layouts), p=weights / weights.sum())]
+        names, counts = zip(*sorted(types[layout].items()))
+        config: Config = {"type": names[rng.choice(len(names), p=np.array(counts) / sum(counts))]}
+        for column in layout:
+            config[column] = inverse_cdf(columns[layout][column], rng.random(), column)
+        out.extend(dedupe([_consistent(config)], seen))
+    return out
+
+
+def sample_finegrained(config: Mapping[str, Any], n: int, rng: np.random.Generator,
+                       seen: set[str] | None = None, spread: float = 0.5) -> list[Config]:
+    """Up to ``n`` new configurations like ``config`` with its channels re-drawn within
+    ±``spread`` (the other columns kept: nn-Meter's fine-grained sampling)."""
+    seen = set() if seen is None else seen
+    out: list[Config] = []
+    for _ in range(n * 10):
+        if len(out) == n:
+            break
+        new = dict(config)
+        for column, value in config.items():
+            if column in CHANNELS and isinstance(value, (int, float)) and value >= DIVISOR:
+                new[column] = snap(column, value * rng.uniform(1 - spread, 1 + spread),
+                                   np.array([value]))
+        out.extend(dedupe([_consistent(new)], seen))
+    return out
+
+
+def _consistent(config: Config) -> Config:
+    """Fix what independent draws can get wrong: a concat's unused inputs, a stride over HW."""
+    if "INPUTS" in config:
+        for i in range(int(config["INPUTS"]) + 1, 5):
+            config.pop(f"CIN{i}", None)
+    if "STRIDES" in config and "HW" in config:
+        config["STRIDES"] = min(config["STRIDES"], config["HW"])
+    return config

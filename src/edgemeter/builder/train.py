@@ -1,0 +1,124 @@
+"""Training: a regressor per group, the fallback for groups without one, and the model term.
+
+The contract with :mod:`edgemeter.predictor.model` (both sides use these names):
+
+- regressors are keyed by :func:`edgemeter.kernels.groups.regressor_group`; their
+  ``feature_names_`` are names of ``Kernel.features`` (a feature a kernel lacks reads as 0);
+- ``extra["fallback"] = {"ms_per_gflop", "ms_per_mb", "ms_per_kernel"}``: a kernel whose group
+  has no regressor takes ``ms_per_gflop·FLOPS/1e9 + ms_per_mb·BYTES/1e6 + ms_per_kernel``;
+- ``extra["model_term"] = {"scale", "per_node_ms", "intercept_ms", "node_count"}``: a model takes
+  ``scale·Σ kernel predictions + per_node_ms·N + intercept_ms``, ``N`` = number of kernels that
+  detection finds (``node_count: "kernels"``). It covers what per-kernel times leave out:
+  scheduling between nodes, layout reorders, and on runtimes without per-node times the
+  difference between a kernel alone and inside a model.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from edgemeter.kernels.groups import regressor_group
+from edgemeter.predictor.regressors import TreeRegressor, to_matrix
+from edgemeter.predictor.training import MIN_ROWS, train_kernel_regressor
+
+# Row columns that are bookkeeping, not features.
+NOT_FEATURES = frozenset({"source", "type", "group", "latency_ms"})
+
+
+def feature_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Every feature any row of a group has, in a stable order."""
+    return sorted({k for row in rows for k in row if k not in NOT_FEATURES})
+
+
+def filled(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows with every feature present (missing → 0), as the predictor reads kernels."""
+    return [{**{n: 0 for n in names}, **row} for row in rows]
+
+
+def train_group(rows: Sequence[Mapping[str, Any]], algo: str = "rf", trees: int = 100,
+                seed: int = 0) -> tuple[TreeRegressor, dict[str, float], list[int]]:
+    """Regressor, its figures on the held-out 20%, and the positions of those 20% in ``rows``
+    (the split of :func:`~edgemeter.predictor.training.train_kernel_regressor` with ``seed``)."""
+    names = feature_names(rows)
+    regressor, figures = train_kernel_regressor(filled(rows, names), names, algo=algo, seed=seed,
+                                                n_estimators=trees)
+    test = np.random.default_rng(seed).permutation(len(rows))[:figures["n_test"]]
+    return regressor, figures, [int(i) for i in test]
+
+
+def large_errors(regressor: TreeRegressor, rows: Sequence[Mapping[str, Any]],
+                 threshold: float) -> list[int]:
+    """Indices of ``rows`` the regressor predicts with a relative error above ``threshold``."""
+    names = list(regressor.feature_names_)
+    pred = regressor.predict(to_matrix(filled(rows, names), names))
+    true = np.array([row["latency_ms"] for row in rows])
+    return [int(i) for i in np.flatnonzero(np.abs(pred - true) / true > threshold)]
+
+
+def fit_fallback(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """``latency ≈ a·GFLOPs + b·MB + k`` over all kernel rows, non-negative, fitted on the
+    relative error (a 0.01 ms kernel counts as much as a 10 ms one)."""
+    from scipy.optimize import nnls
+
+    y = np.array([r["latency_ms"] for r in rows], dtype=float)
+    A = np.column_stack([[r.get("FLOPS", 0) / 1e9 for r in rows],
+                         [r.get("BYTES", 0) / 1e6 for r in rows], np.ones(len(rows))])
+    scale = np.maximum(A.max(axis=0), 1e-12)
+    coef, _ = nnls(A / scale / y[:, None], np.ones(len(y)))
+    a, b, k = coef / scale
+    return {"ms_per_gflop": float(a), "ms_per_mb": float(b), "ms_per_kernel": float(k)}
+
+
+def predict_kernels(kernels: Sequence[Mapping[str, Any]], regressors: Mapping[str, TreeRegressor],
+                    fallback: Mapping[str, float]) -> np.ndarray:
+    """Predicted ms of ``kernels`` (dicts with ``type`` and ``features``), batched per group."""
+    out = np.zeros(len(kernels))
+    by_group: dict[str, list[int]] = {}
+    for i, kernel in enumerate(kernels):
+        by_group.setdefault(regressor_group(kernel["type"]), []).append(i)
+    for group, idx in by_group.items():
+        regressor = regressors.get(group)
+        feats = [kernels[i]["features"] for i in idx]
+        if regressor is None:
+            out[idx] = [fallback["ms_per_gflop"] * f.get("FLOPS", 0) / 1e9
+                        + fallback["ms_per_mb"] * f.get("BYTES", 0) / 1e6
+                        + fallback["ms_per_kernel"] for f in feats]
+        else:
+            names = list(regressor.feature_names_)
+            out[idx] = regressor.predict(to_matrix(filled(feats, names), names))
+    return out
+
+
+def fit_model_term(kernel_sums: Sequence[float], counts: Sequence[int],
+                   medians: Sequence[float]) -> dict[str, Any]:
+    """``median ≈ scale·Σpred + per_node_ms·N + intercept_ms`` by least squares on the relative
+    error; with too few models for three terms, the scale alone."""
+    s, n, y = (np.asarray(v, dtype=float) for v in (kernel_sums, counts, medians))
+    term: dict[str, Any] = {"scale": 1.0, "per_node_ms": 0.0, "intercept_ms": 0.0,
+                            "node_count": "kernels", "models": int(y.size)}
+    if y.size == 0:
+        return term
+    if y.size < 6:
+        term["scale"] = float(np.sum(s / y) / np.sum((s / y) ** 2))
+        return term
+    A = np.column_stack([s, n, np.ones_like(s)]) / y[:, None]
+    coef, *_ = np.linalg.lstsq(A, np.ones_like(y), rcond=None)
+    term.update(scale=float(coef[0]), per_node_ms=float(coef[1]), intercept_ms=float(coef[2]))
+    return term
+
+
+def apply_model_term(term: Mapping[str, Any], kernel_sum: float, count: int) -> float:
+    return term["scale"] * kernel_sum + term["per_node_ms"] * count + term["intercept_ms"]
+
+
+def split_by_group(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row["group"]), []).append(row)
+    return groups
+
+
+__all__ = ["MIN_ROWS", "apply_model_term", "feature_names", "fit_fallback", "fit_model_term",
+           "large_errors", "predict_kernels", "split_by_group", "train_group"]
