@@ -18,6 +18,10 @@ from edgemeter.errors import EdgemeterError
 COMMANDS = {
     "predict": ("edgemeter.cli.predict_commands:predict",
                 "Predict a model's latency without running it (per-kernel breakdown)."),
+    "dataset": ("edgemeter.cli.predict_commands:dataset",
+                "Generate and measure a benchmark dataset of random zoo models."),
+    "evaluate": ("edgemeter.cli.predict_commands:evaluate",
+                 "Compare a predictor with measured models: ±5/±10%, RMSPE, plot, report."),
     "backends": ("edgemeter.cli.measure_commands:backends",
                  "List the measurement backends and check that one works."),
     "measure": ("edgemeter.cli.measure_commands:measure",
@@ -29,6 +33,12 @@ COMMANDS = {
                "Pareto front of per-operator backend assignments (latency vs memory)."),
     "predictors": ("edgemeter.cli.predictor_commands:predictors",
                    "List, inspect, register and unregister latency predictors."),
+    "workspace": ("edgemeter.cli.builder_commands:workspace",
+                  "Create a predictor-builder workspace (commented YAML configs)."),
+    "fusion-test": ("edgemeter.cli.builder_commands:fusion_test",
+                    "Find which op pairs a backend fuses; write a fusion rules file."),
+    "build": ("edgemeter.cli.builder_commands:build",
+              "Build a latency predictor for a backend (resumable, with a time budget)."),
 }
 
 
