@@ -17,9 +17,7 @@ import edgemeter
 from edgemeter.cli import main
 from edgemeter.errors import ConfigError, ModelError
 from edgemeter.predictor import fingerprint, registry
-from edgemeter.predictor.model import (
-    Predictor, compute_node_count, fit_fallback, fit_model_term,
-)
+from edgemeter.predictor.model import Predictor
 from edgemeter.predictor.package import PredictorPackage, regressor_file, save_package
 
 RULES_FILE = Path(__file__).parents[1] / "src/edgemeter/data/fusion/onnxruntime-cpu.yaml"
@@ -62,6 +60,7 @@ def build_package(profiled: list[dict], skip_groups: tuple[str, ...] = (), name:
                   version: str = "0.1") -> PredictorPackage:
     """A small real predictor: a 10-tree forest per regressor group on in-context kernel times,
     the model term fitted on the same models, fallback rates on all kernel rows."""
+    from edgemeter.builder.train import fit_fallback, fit_model_term
     from edgemeter.kernels.groups import regressor_group
     from edgemeter.predictor.regressors import make_regressor
 
@@ -85,13 +84,12 @@ def build_package(profiled: list[dict], skip_groups: tuple[str, ...] = (), name:
         fusion_rules=RULES_FILE.read_text(), training_data=data,
         runtime_versions=fingerprint.runtime_versions(["onnxruntime"]),
         fingerprint=fingerprint.current(["onnxruntime"]),
-        extra={"fallback": vars(fit_fallback([r for g in rows.values() for r in g]))})
-    # The model term on the training models' own predictions, as a build would.
+        extra={"fallback": fit_fallback([r for g in rows.values() for r in g])})
+    # The model term on the training models' own predictions, as a build does.
     plain = Predictor(package)
     sums = [plain.kernel_latencies(m["kernels"])[0].sum() for m in profiled]
-    term = fit_model_term(sums, [compute_node_count(m["kernels"]) for m in profiled],
-                          [m["median_ms"] for m in profiled])
-    package.extra["model_term"] = vars(term)
+    package.extra["model_term"] = fit_model_term(sums, [len(m["kernels"]) for m in profiled],
+                                                 [m["median_ms"] for m in profiled])
     return package
 
 
@@ -221,6 +219,17 @@ def test_bad_model_terms_are_refused(trained):
     package.extra["model_term"] = {"scale": "big"}
     with pytest.raises(ModelError, match="model_term"):
         Predictor(package)
+    package.extra["model_term"] = {"scale": 1, "per_node_ms": 0, "intercept_ms": 0,
+                                   "node_count": "layers"}
+    with pytest.raises(ModelError, match="node_count"):
+        Predictor(package)
+
+
+def test_no_fallback_is_an_error_not_zero(trained):
+    package = build_package(trained["profiled"], skip_groups=("dwconv",))
+    del package.extra["fallback"]
+    with pytest.raises(ModelError, match="no regressor for dwconv.*no fallback"):
+        Predictor(package).predict(trained["paths"][0])
 
 
 # -- the predict CLI ------------------------------------------------------------------------------

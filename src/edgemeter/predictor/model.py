@@ -3,17 +3,20 @@
 A predictor package holds one regressor per regressor group
 (:func:`edgemeter.kernels.groups.regressor_group`) and, in ``package.extra``, two fitted terms:
 
-``model_term``  ``{"scale": s, "per_node_ms": c, "intercept_ms": e}``::
+``model_term``  ``{"scale": s, "per_node_ms": c, "intercept_ms": e, "node_count": "kernels"}``::
 
-        model_ms = s · Σ kernel predictions + c · compute nodes + e
+        model_ms = s · Σ kernel predictions + c · N + e
 
-    Kernel regressors learn in-context kernel times, which leave out the runtime's scheduling
-    between nodes (a few µs per executed node); ``c`` puts it back, ``s`` and ``e`` correct what
-    is left. A package without it uses ``s=1, c=e=0``.
+    ``N`` counts the kernels detection finds (the nodes a runtime executes after fusion), or the
+    graph's nodes with ``"node_count": "nodes"``. Kernel regressors learn in-context kernel
+    times, which leave out the runtime's scheduling between nodes (a few µs each); ``c`` puts it
+    back, ``s`` and ``e`` correct what is left. A package without the term uses ``s=1, c=e=0``.
+    Other keys (the builder records how many models it was fitted on) are ignored.
 ``fallback``    ``{"ms_per_gflop": a, "ms_per_mb": b, "ms_per_kernel": k}``: kernels whose group
     has no regressor are estimated as ``a · GFLOPs + b · MB + k`` (MB = 10⁶ bytes read and
-    written) and flagged, never counted as zero. A package without it gets rates fitted to its
-    own training data.
+    written) and flagged, never counted as zero.
+
+:mod:`edgemeter.builder.train` fits both when it builds a package.
 
 The batch API (:meth:`Predictor.predict_batch`, :meth:`Predictor.predict_kernels`) stacks the
 kernels of many models into one matrix per regressor group, so each regressor runs once per
@@ -23,10 +26,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -63,14 +66,22 @@ class Prediction:
 
 @dataclass(frozen=True)
 class ModelTerm:
-    """``model_ms = scale · Σ kernel ms + per_node_ms · compute nodes + intercept_ms``."""
+    """``model_ms = scale · Σ kernel ms + per_node_ms · N + intercept_ms`` (N: see
+    :meth:`count`)."""
 
     scale: float = 1.0
     per_node_ms: float = 0.0
     intercept_ms: float = 0.0
+    node_count: str = "kernels"
 
-    def apply(self, kernel_sum: np.ndarray, nodes: np.ndarray) -> np.ndarray:
-        return self.scale * kernel_sum + self.per_node_ms * nodes + self.intercept_ms
+    NODE_COUNTS: ClassVar[tuple[str, ...]] = ("kernels", "nodes")
+
+    def count(self, kernels: Sequence[Kernel]) -> int:
+        """N of one model: its kernels, or every node of its graph (each is in one kernel)."""
+        return len(kernels) if self.node_count == "kernels" else sum(len(k.nodes) for k in kernels)
+
+    def apply(self, kernel_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
+        return self.scale * kernel_sum + self.per_node_ms * count + self.intercept_ms
 
 
 @dataclass(frozen=True)
@@ -86,61 +97,21 @@ class Fallback:
 
 
 def _terms(cls: type, data: Any, what: str, package: PredictorPackage) -> Any:
-    """Build ``cls`` from ``package.extra[what]``: a mapping of finite numbers, nothing else."""
-    keys = list(cls.__dataclass_fields__)
-    if not isinstance(data, Mapping) or set(data) != set(keys) or not all(
-            isinstance(data[k], (int, float)) and not isinstance(data[k], bool)
-            and np.isfinite(data[k]) for k in keys):
-        raise ModelError(f"{package.label}: extra.{what} must map {', '.join(keys)} to numbers, "
-                         f"found {data!r}")
-    return cls(**{k: float(data[k]) for k in keys})
-
-
-# -- fitting the two terms (shared with the builder) ------------------------------------------
-
-def _nonnegative_fit(A: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Least squares of the relative error ``(A·w - y) / y`` with ``w >= 0``: columns whose
-    coefficient comes out negative are dropped and the rest refitted (few columns, so the
-    simple active set is enough)."""
-    weighted = A / y[:, None]
-    active = list(range(A.shape[1]))
-    while active:
-        w, *_ = np.linalg.lstsq(weighted[:, active], np.ones(len(y)), rcond=None)
-        if np.all(w >= 0):
-            coef = np.zeros(A.shape[1])
-            coef[active] = w
-            return coef
-        active.pop(int(np.argmin(w)))
-    return np.zeros(A.shape[1])
-
-
-def fit_fallback(rows: Iterable[Mapping[str, Any]], target: str = "latency_ms") -> Fallback:
-    """Fallback rates from kernel rows (``FLOPS``, ``BYTES``, ``target``), fitted for the
-    smallest relative error: the cost model the device shows for kernels in general."""
-    data = np.array([[float(r.get("FLOPS") or 0) / 1e9, float(r.get("BYTES") or 0) / 1e6, 1.0,
-                      float(r[target])] for r in rows if r.get(target)], dtype=np.float64)
-    data = data[data[:, 3] > 0] if data.size else data.reshape(0, 4)
-    if not len(data):
-        raise ValueError("no kernel rows with a positive latency to fit fallback rates on")
-    return Fallback(*(float(c) for c in _nonnegative_fit(data[:, :3], data[:, 3])))
-
-
-def fit_model_term(kernel_sums: Sequence[float], node_counts: Sequence[int],
-                   measured_ms: Sequence[float]) -> ModelTerm:
-    """The model term from whole models: their summed kernel predictions (or in-context kernel
-    times), their compute-node counts and their measured latencies."""
-    y = np.asarray(measured_ms, dtype=np.float64)
-    A = np.column_stack([np.asarray(kernel_sums, dtype=np.float64),
-                         np.asarray(node_counts, dtype=np.float64), np.ones(len(y))])
-    if len(y) < 3:
-        raise ValueError(f"{len(y)} models are too few to fit the model term (need 3)")
-    return ModelTerm(*(float(c) for c in _nonnegative_fit(A, y)))
-
-
-def compute_node_count(kernels: Iterable[Kernel]) -> int:
-    """Nodes a runtime executes: every node of the imported graph (importers fold constants
-    away), which detection assigns to exactly one kernel each."""
-    return sum(len(k.nodes) for k in kernels)
+    """Build ``cls`` from ``package.extra[what]``: its numeric fields as finite numbers (all
+    required), ``node_count`` one of the known counts, other keys ignored."""
+    numbers = [f.name for f in fields(cls) if f.type == "float"]
+    if not isinstance(data, Mapping) or not all(
+            isinstance(data.get(k), (int, float)) and not isinstance(data.get(k), bool)
+            and np.isfinite(data[k]) for k in numbers):
+        raise ModelError(f"{package.label}: extra.{what} must map {', '.join(numbers)} to "
+                         f"numbers, found {data!r}")
+    values = {k: float(data[k]) for k in numbers}
+    if "node_count" in data and cls is ModelTerm:
+        if data["node_count"] not in ModelTerm.NODE_COUNTS:
+            raise ModelError(f"{package.label}: extra.{what}.node_count must be one of "
+                             f"{', '.join(ModelTerm.NODE_COUNTS)}, found {data['node_count']!r}")
+        values["node_count"] = data["node_count"]
+    return cls(**values)
 
 
 # -- the predictor ------------------------------------------------------------------------------
@@ -203,21 +174,13 @@ class Predictor:
     def __repr__(self) -> str:
         return f"Predictor({self.label!r}, backend={self.backend!r})"
 
-    @property
-    def fallback(self) -> Fallback:
+    def fallback(self, kernel_types: Iterable[str]) -> Fallback:
+        """The package's fallback rates; a package without them cannot predict ``kernel_types``
+        (never guessed as zero)."""
         if self._fallback is None:
-            self._fallback = self._fallback_from_training_data
+            raise ModelError(f"{self.package.label} has no regressor for {', '.join(sorted(set(kernel_types)))} "
+                             "and no fallback rates (extra.fallback) to estimate them")
         return self._fallback
-
-    @cached_property
-    def _fallback_from_training_data(self) -> Fallback:
-        rows = [row for kernel in self.package.training_data
-                for row in self.package.training_data[kernel]]
-        try:
-            return fit_fallback(rows)
-        except ValueError:
-            raise ModelError(f"{self.package.label} has neither fallback rates nor training "
-                             "data to estimate kernels it has no regressor for") from None
 
     @cached_property
     def machine_warnings(self) -> list[str]:
@@ -264,7 +227,8 @@ class Predictor:
         if uncovered:
             flops = np.array([kernels[i].features.get("FLOPS", 0.0) for i in uncovered], float)
             nbytes = np.array([kernels[i].features.get("BYTES", 0.0) for i in uncovered], float)
-            ms[uncovered] = self.fallback.predict(flops, nbytes)
+            fallback = self.fallback(kernels[i].type for i in uncovered)
+            ms[uncovered] = fallback.predict(flops, nbytes)
         return ms, covered
 
     def predict_kernels(self, kernel_lists: Sequence[Sequence[Kernel]]) -> np.ndarray:
@@ -274,8 +238,8 @@ class Predictor:
         owner = np.repeat(np.arange(len(kernel_lists)), [len(ks) for ks in kernel_lists])
         ms, _ = self.kernel_latencies(flat)
         sums = np.bincount(owner, weights=ms, minlength=len(kernel_lists))
-        nodes = np.array([compute_node_count(ks) for ks in kernel_lists], dtype=np.float64)
-        return self.model_term.apply(sums, nodes)
+        counts = np.array([self.model_term.count(ks) for ks in kernel_lists], dtype=np.float64)
+        return self.model_term.apply(sums, counts)
 
     # -- models ------------------------------------------------------------------------------
     def predict(self, model: Any, input_shape: InputShape = None) -> Prediction:
@@ -310,7 +274,7 @@ class Predictor:
                     covered: np.ndarray) -> Prediction:
         term = self.model_term
         scaled = term.scale * ms
-        overhead = term.per_node_ms * compute_node_count(kernels) + term.intercept_ms
+        overhead = term.per_node_ms * term.count(kernels) + term.intercept_ms
         flops = np.array([k.features.get("FLOPS", 0.0) for k in kernels], dtype=np.float64)
         n = len(kernels)
         coverage = {

@@ -1,0 +1,140 @@
+"""``evaluate``: a predictor against a measured dataset, per model, per family and overall.
+
+Figures are those of :mod:`edgemeter.predictor.metrics` (share within ±5% and ±10% of the
+measured median, RMSPE). The report folder holds ``results.csv`` (one row per model),
+``summary.json``, ``scatter.png`` and ``report.md``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import platform
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgemeter.dataset.generate import read_index
+from edgemeter.dataset.measure import measurements_file, read_measurements
+from edgemeter.errors import ConfigError
+
+
+@dataclass
+class Evaluation:
+    predictor: str
+    backend: str
+    dataset: str
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]                  # one per model, see results.csv
+    overall: dict[str, float]                   # metrics.accuracy of all models
+    families: dict[str, dict[str, float]]       # the same per family
+    warnings: dict[str, int] = field(default_factory=dict)  # distinct warning -> models
+    files: dict[str, str] = field(default_factory=dict)     # what was written, by kind
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "rows"}
+
+
+def _measured(folder: Path, backend: str, threads: int | None) -> tuple[list[dict], dict]:
+    """Successful measurements of one backend setting; several settings need ``threads``."""
+    records = [r for r in read_measurements(folder, backend)
+               if r["error"] is None and r["median_ms"]
+               and (threads is None or r["config"].get("threads") == threads)]
+    if not records:
+        raise ConfigError(f"no successful measurements for backend {backend}"
+                          f"{f' with {threads} threads' if threads else ''} in {folder} "
+                          f"(run 'edgemeter dataset measure {folder} --backend {backend}'); "
+                          f"looked in {measurements_file(folder, backend).name}")
+    configs = {json.dumps(r["config"], sort_keys=True) for r in records}
+    if len(configs) > 1:
+        raise ConfigError(f"{measurements_file(folder, backend).name} holds several settings "
+                          f"({'; '.join(sorted(configs))}): choose one with --threads")
+    return records, records[0]["config"]
+
+
+def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
+             threads: int | None = None, out: str | Path | None = None) -> Evaluation:
+    """Predict every measured model of the dataset and compare; with ``out``, write the
+    report there. ``predictor`` is a :class:`~edgemeter.predictor.model.Predictor`, or a name
+    or package path for :func:`~edgemeter.predictor.model.load_predictor`."""
+    from edgemeter.predictor.metrics import accuracy
+    from edgemeter.predictor.model import Predictor, load_predictor
+
+    if not isinstance(predictor, Predictor):
+        predictor = load_predictor(predictor)
+    folder = Path(folder)
+    backend = backend or predictor.backend
+    index = {e["file"]: e for e in read_index(folder)}
+    records, config = _measured(folder, backend, threads)
+    records = [r for r in records if r["file"] in index]
+    predictions = predictor.predict_batch([folder / r["file"] for r in records])
+    rows, warnings = [], Counter()
+    for record, p in zip(records, predictions):
+        entry = index[record["file"]]
+        rows.append({"file": record["file"], "family": entry["family"],
+                     "flops": entry["flops"], "measured_ms": record["median_ms"],
+                     "predicted_ms": p.latency_ms,
+                     "error_pct": 100 * (p.latency_ms - record["median_ms"]) / record["median_ms"],
+                     "coverage_kernels": p.coverage["kernels"],
+                     "coverage_flops": p.coverage["flops"], "kernels": len(p.kernels)})
+        warnings.update(set(p.warnings))
+
+    def figures(subset: list[dict[str, Any]]) -> dict[str, float]:
+        return accuracy([r["measured_ms"] for r in subset], [r["predicted_ms"] for r in subset])
+
+    families = sorted({r["family"] for r in rows})
+    result = Evaluation(predictor.label, backend, str(folder), config, rows, figures(rows),
+                        {f: figures([r for r in rows if r["family"] == f]) for f in families},
+                        dict(warnings.most_common()))
+    if out is not None:
+        write_report(result, Path(out))
+    return result
+
+
+def write_report(result: Evaluation, out: Path) -> None:
+    from edgemeter.dataset.plot import scatter
+
+    out.mkdir(parents=True, exist_ok=True)
+    result.files = {"csv": str(out / "results.csv"), "summary": str(out / "summary.json"),
+                    "plot": str(out / "scatter.png"), "report": str(out / "report.md")}
+    with open(out / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, list(result.rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(result.rows)
+    (out / "summary.json").write_text(json.dumps(result.summary(), indent=1) + "\n")
+    scatter(result.rows, out / "scatter.png",
+            title=f"{result.predictor} vs {result.backend} "
+                  f"({result.overall['within_10']:.1f}% within ±10%)")
+    (out / "report.md").write_text(markdown(result))
+
+
+def markdown(result: Evaluation) -> str:
+    def line(name: str, f: dict[str, float]) -> str:
+        return (f"| {name} | {f['n']} | {f['within_5']:.1f} | {f['within_10']:.1f} | "
+                f"{f['rmspe']:.1f} |")
+
+    head = ["| family | models | within ±5% (%) | within ±10% (%) | RMSPE (%) |",
+            "|---|---:|---:|---:|---:|"]
+    worst = sorted(result.rows, key=lambda r: -abs(r["error_pct"]))[:10]
+    coverage = sum(r["coverage_flops"] for r in result.rows) / len(result.rows)
+    text = [
+        f"# {result.predictor} on {Path(result.dataset).name}", "",
+        f"- backend: {result.backend}, settings {json.dumps(result.config, sort_keys=True)}",
+        f"- dataset: `{result.dataset}`, {len(result.rows)} measured models",
+        "- truth: the median of each model's round medians (fresh processes)",
+        f"- machine: {platform.machine()} {platform.system()}, evaluated "
+        f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}",
+        f"- mean FLOPs coverage by trained regressors: {100 * coverage:.1f}%", "",
+        "## Accuracy", "", *head, line("**all**", result.overall),
+        *(line(f, figures) for f, figures in result.families.items()), "",
+        "![measured vs predicted](scatter.png)", "",
+        "## Largest errors", "", "| model | measured ms | predicted ms | error (%) |",
+        "|---|---:|---:|---:|",
+        *(f"| {r['file']} | {r['measured_ms']:.3f} | {r['predicted_ms']:.3f} | "
+          f"{r['error_pct']:+.1f} |" for r in worst), "",
+    ]
+    if result.warnings:
+        text += ["## Warnings", "", *(f"- {n} models: {w}" for w, n in result.warnings.items()),
+                 ""]
+    return "\n".join(text)

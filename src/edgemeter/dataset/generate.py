@@ -1,0 +1,82 @@
+"""``generate``: random variants of the zoo's families, exported to ONNX and indexed.
+
+Variant ``i`` of a family under seed ``s`` is drawn from its own generator, seeded with
+``(s, family, i)``: the same call always writes the same models, a larger ``per_family`` only
+adds models, and another seed gives a held-out set that shares no draw with it.
+"""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgemeter.dataset import jsonl
+from edgemeter.errors import ConfigError
+from edgemeter.zoo import FAMILIES
+
+INDEX = "index.jsonl"
+MODELS = "models"
+# SSD ends in non-max suppression, whose time depends on the image: not a fixed latency.
+DEFAULT_FAMILIES = tuple(f for f in FAMILIES if f != "ssd")
+
+
+def model_file(family: str, seed: int, i: int) -> str:
+    return f"{MODELS}/{family}-s{seed}-{i:03d}.onnx"
+
+
+def read_index(folder: str | Path) -> list[dict[str, Any]]:
+    """The dataset's models, one dict per model (a model re-exported after its file went
+    missing has two lines: the last counts)."""
+    path = Path(folder) / INDEX
+    if not path.is_file():
+        raise ConfigError(f"{folder} is not a dataset: no {INDEX} (run 'edgemeter dataset "
+                          "generate' first)")
+    return list({e["file"]: e for e in jsonl.read(path)}.values())
+
+
+def _rng(seed: int, family: str, i: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(family.encode()), i])
+
+
+def generate(folder: str | Path, per_family: int = 10, seed: int = 0,
+             families: Sequence[str] | None = None, progress: bool = False
+             ) -> list[dict[str, Any]]:
+    """Write ``per_family`` random variants of each family (default: :data:`DEFAULT_FAMILIES`)
+    and return the index entries of the requested models. Models already in the index are kept,
+    so an interrupted run resumes where it stopped."""
+    from tqdm import tqdm
+
+    from edgemeter import zoo
+    from edgemeter.importers import load_graph
+
+    folder = Path(folder)
+    names = list(families or DEFAULT_FAMILIES)
+    for name in names:
+        zoo.get_family(name)  # unknown names fail before any work
+    if per_family < 1:
+        raise ConfigError(f"per_family must be >= 1, got {per_family}")
+    (folder / MODELS).mkdir(parents=True, exist_ok=True)
+    index_path = folder / INDEX
+    done = {e["file"]: e for e in jsonl.read(index_path)}
+    wanted = [(name, i) for name in names for i in range(per_family)]
+    entries = []
+    with jsonl.open_append(index_path) as index, tqdm(total=len(wanted), desc="generate", unit="model",
+                                             disable=not progress) as bar:
+        for name, i in wanted:
+            file = model_file(name, seed, i)
+            entry = done.get(file)
+            if entry is None or not (folder / file).is_file():
+                variant = zoo.sample_variant(name, _rng(seed, name, i))
+                module, shape = zoo.build(name, variant)
+                zoo.export_onnx(module, shape, folder / file)
+                cost = load_graph(folder / file).total_cost()
+                entry = {"file": file, "family": name, "index": i, "seed": seed,
+                         "input_shape": list(shape), "flops": cost.flops, "params": cost.params,
+                         "variant": variant}
+                jsonl.write(index, entry)
+            entries.append(entry)
+            bar.update()
+    return entries

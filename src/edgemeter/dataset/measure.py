@@ -1,0 +1,68 @@
+"""``measure``: every model of a dataset on one backend, resumable.
+
+The results store in the dataset folder is what makes a rerun skip measured models (it keys
+them by file content and backend settings). Each measurement is also appended to
+``measurements-<backend>.jsonl``, the plain record that evaluation and people read.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgemeter.backends.protocol import Measurement
+from edgemeter.dataset import jsonl
+from edgemeter.dataset.generate import read_index
+
+
+def measurements_file(folder: str | Path, backend: str) -> Path:
+    return Path(folder) / f"measurements-{backend}.jsonl"
+
+
+def _record(entry: dict[str, Any], m: Measurement) -> dict[str, Any]:
+    return {"file": entry["file"], "family": entry["family"], "backend": m.backend,
+            "config": m.config, "median_ms": m.median_ms, "spread": m.spread,
+            "rounds": len(m.round_medians_ms), "stable": m.stable, "error": m.error,
+            "model_sha256": m.model_sha256, "env": m.env}
+
+
+def read_measurements(folder: str | Path, backend: str) -> list[dict[str, Any]]:
+    """Lines of ``measurements-<backend>.jsonl``, one per model and settings (the latest)."""
+    records = jsonl.read(measurements_file(folder, backend))
+    latest = {(r["file"], repr(sorted(r["config"].items()))): r for r in records}
+    return list(latest.values())
+
+
+def measure(folder: str | Path, backend: str, threads: int = 1, rounds: int = 3,
+            repeats: int = 30, warmup: int = 10, options: dict[str, Any] | None = None,
+            progress: bool = False) -> list[Measurement]:
+    """Measure the dataset's models on ``backend`` (``rounds`` fresh processes of ``repeats``
+    timed runs each); models measured before with the same settings are taken from the store."""
+    from tqdm import tqdm
+
+    from edgemeter.backends import Protocol, get_backend, measure_models
+    from edgemeter.store import Store
+
+    folder = Path(folder)
+    entries = read_index(folder)
+    config = {"threads": threads, **(options or {})}
+    settings = get_backend(backend, **config).settings()  # bad settings fail before any work
+    protocol = Protocol(warmup=warmup, repeats=repeats, rounds=rounds, max_rounds=rounds)
+    out = measurements_file(folder, backend)
+    recorded = {r["file"] for r in read_measurements(folder, backend)
+                if r["config"] == settings and r["error"] is None}
+    # Results come back in order; a reused one carries the path it was stored under, which
+    # differs if the dataset folder moved, so entries are matched by position.
+    pending = iter(entries)
+    with Store(folder) as store, jsonl.open_append(out) as lines, \
+            tqdm(total=len(entries), desc=f"measure {backend}", unit="model",
+                 disable=not progress) as bar:
+        def on_result(m: Measurement, reused: bool) -> None:
+            entry = next(pending)
+            if not (reused and entry["file"] in recorded):
+                jsonl.write(lines, _record(entry, m))
+            bar.set_postfix_str(f"{entry['file'].split('/')[-1]} "
+                                + (f"{m.median_ms:.2f} ms" if m.ok else "FAILED"))
+            bar.update()
+
+        return measure_models([folder / e["file"] for e in entries], backend, config, protocol,
+                              store=store, on_result=on_result)

@@ -1,0 +1,105 @@
+"""Benchmark datasets: generate, measure (resumable), evaluate a predictor trained in the test
+from real measurements; and the CLI commands over them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgemeter.cli import main
+from edgemeter.dataset import evaluate, generate, measure, read_index, read_measurements
+from edgemeter.dataset.measure import measurements_file
+from edgemeter.errors import ConfigError
+from edgemeter.predictor.package import save_package
+from edgemeter.store import Store
+
+from test_predict import build_package, profile_models
+
+FAMILIES = ["squeezenet", "mobilenetv1"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    pytest.importorskip("torch")
+    folder = tmp_path_factory.mktemp("ds")
+    generate(folder, per_family=1, seed=7, families=FAMILIES)
+    return folder
+
+
+def test_generate_index_and_determinism(dataset, tmp_path):
+    entries = read_index(dataset)
+    assert [e["family"] for e in entries] == FAMILIES
+    for e in entries:
+        assert (dataset / e["file"]).is_file() and e["seed"] == 7 and e["flops"] > 0
+        assert e["input_shape"][:2] == [1, 3] and e["variant"]["resolution"] == e["input_shape"][2]
+    # Same seed → same variants; the index is completed, not redone.
+    again = generate(dataset, per_family=1, seed=7, families=FAMILIES)
+    assert again == entries and len(read_index(dataset)) == 2
+    other = generate(tmp_path, per_family=1, seed=8, families=FAMILIES[:1])
+    assert other[0]["variant"] != entries[0]["variant"]
+    with pytest.raises(ConfigError, match="unknown model family"):
+        generate(tmp_path, families=["nosuchnet"])
+
+
+def test_measure_then_resume(dataset):
+    done = measure(dataset, "onnxruntime-cpu", threads=1, rounds=1, repeats=5, warmup=2)
+    assert all(m.ok and m.median_ms > 0 for m in done)
+    lines = read_measurements(dataset, "onnxruntime-cpu")
+    assert sorted(r["file"] for r in lines) == sorted(e["file"] for e in read_index(dataset))
+    with Store(dataset) as store:
+        stored = len(store)
+    # A crash while writing the last line: the rerun measures nothing again and repairs it.
+    path = measurements_file(dataset, "onnxruntime-cpu")
+    text = path.read_text()
+    path.write_text(text[:-40])
+    again = measure(dataset, "onnxruntime-cpu", threads=1, rounds=1, repeats=5, warmup=2)
+    assert [m.median_ms for m in again] == [m.median_ms for m in done]
+    with Store(dataset) as store:
+        assert len(store) == stored
+    assert path.read_text().count("\n") == 2
+    assert [json.loads(line)["median_ms"] for line in path.read_text().splitlines()] == \
+        [m.median_ms for m in done]
+
+
+@pytest.fixture(scope="module")
+def package(dataset, tmp_path_factory) -> Path:
+    """A small real predictor, profiled on the dataset's own models."""
+    paths = [dataset / e["file"] for e in read_index(dataset)]
+    return save_package(build_package(profile_models(paths, runs=5)),
+                        tmp_path_factory.mktemp("pkg") / "pkg")
+
+
+def test_evaluate_writes_report(dataset, package, tmp_path, capsys):
+    measure(dataset, "onnxruntime-cpu", threads=1, rounds=1, repeats=5, warmup=2)
+    result = evaluate(str(package), dataset, out=tmp_path / "report")
+    assert result.overall["n"] == 2 and set(result.families) == set(FAMILIES)
+    for row in result.rows:
+        assert row["measured_ms"] > 0 and row["predicted_ms"] > 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "within ±10%" in report and "squeezenet" in report
+    png = (tmp_path / "report" / "scatter.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((tmp_path / "report" / "results.csv").read_text().splitlines()) == 3
+    # The CLI over the same data.
+    main(["evaluate", "--predictor", str(package), "--dataset", str(dataset),
+          "--out", str(tmp_path / "cli-report")])
+    assert "within ±10%" in capsys.readouterr().out
+    assert (tmp_path / "cli-report" / "scatter.png").is_file()
+
+
+def test_evaluate_without_measurements_says_what_to_run(dataset, package):
+    with pytest.raises(ConfigError, match="dataset measure .* --backend openvino-cpu-f32"):
+        evaluate(str(package), dataset, backend="openvino-cpu-f32")
+
+
+def test_cli_generate_and_measure(tmp_path, capsys):
+    pytest.importorskip("torch")
+    folder = tmp_path / "ds"
+    main(["dataset", "generate", "--out", str(folder), "--per-family", "1", "--seed", "3",
+          "--families", "squeezenet"])
+    assert "1 models" in capsys.readouterr().out
+    main(["dataset", "measure", str(folder), "--backend", "onnxruntime-cpu", "--rounds", "1",
+          "--repeats", "3"])
+    assert "1 measured, 0 failed" in capsys.readouterr().out
+    assert len(read_measurements(folder, "onnxruntime-cpu")) == 1
