@@ -5,6 +5,9 @@ rows, then both evaluate the same batches; the figure is the median over repeate
 kinds of batch: all rows distinct, and a NAS-like batch where configurations repeat (edgemeter
 predicts each distinct row once). The numpy evaluator's results are checked against sklearn's.
 
+A second table prices whole models: kernels of 10 types (10 forests), predicted type by type
+with sklearn, type by type with edgemeter, and in one merged pass (KernelBatchPredictor).
+
     .venv/bin/python bench/bench_batch_predict.py [--trees 100] [--train-rows 2000] [--repeats 7]
 """
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 
 import numpy as np
 
+from edgemeter.predictor.batch import KernelBatchPredictor
 from edgemeter.predictor.regressors import ForestRegressor
 
 FEATURES = ["HW", "CIN", "COUT", "KERNEL_SIZE", "STRIDES", "FLOPS", "BYTES"]
@@ -77,6 +81,33 @@ def main() -> None:
         n = len(X)
         print(f"| {label} | {n} | {n / ours:,.0f} | {n / raw:,.0f} | {n / theirs:,.0f} "
               f"| {theirs / ours:.2f}× |")
+    whole_models(args, rng)
+
+
+def whole_models(args: argparse.Namespace, rng: np.random.Generator, n_types: int = 10,
+                 kernels_per_model: int = 60) -> None:
+    """Models of 60 kernels over 10 types; a NAS batch draws them from 300 configs per type."""
+    X_train, y_train = conv_rows(args.train_rows, rng)
+    regressors = {f"type{t}": ForestRegressor(args.trees, random_state=t).fit(
+        X_train, y_train, feature_names=FEATURES) for t in range(n_types)}
+    batch = KernelBatchPredictor(regressors)
+    pool, _ = conv_rows(300, rng)
+    print(f"\n| models | kernel rows | sklearn per type (models/s) | edgemeter per type "
+          f"(models/s) | edgemeter one pass (models/s) |")
+    print("|---:|---:|---:|---:|---:|")
+    for n_models in (1, 1000):
+        per_type = kernels_per_model * n_models // n_types
+        matrices = {t: pool[rng.integers(0, len(pool), per_type)] for t in regressors}
+        merged = batch.predict(matrices)
+        for t, X in matrices.items():
+            assert np.allclose(merged[t], regressors[t].predict(X), rtol=1e-12)
+        sk = median_seconds(lambda: [r.estimator_.predict(matrices[t])
+                                     for t, r in regressors.items()], args.repeats)
+        ours = median_seconds(lambda: [r.predict(matrices[t]) for t, r in regressors.items()],
+                              args.repeats)
+        one = median_seconds(lambda: batch.predict(matrices), args.repeats)
+        print(f"| {n_models} | {per_type * n_types} | {n_models / sk:,.0f} | {n_models / ours:,.0f} "
+              f"| {n_models / one:,.0f} |")
 
 
 if __name__ == "__main__":

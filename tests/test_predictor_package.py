@@ -95,6 +95,22 @@ def test_round_trip(package, tmp_path, suffix):
                                       *(data_file(k) for k in FEATURES)}
 
 
+def test_predict_kernels_in_one_pass_equals_each_regressor(package, tmp_path):
+    loaded = load_package(save_package(package, tmp_path / "pkg.zip"))
+    conv, add = rows_for("conv-relu", 70, 7), rows_for("add", 5, 8)
+    # Interleaved types, one without a regressor, and more conv rows than the dedup threshold.
+    types = ["conv-relu"] * 70 + ["softmax"] + ["add"] * 5
+    latencies = loaded.predict_kernels(types, conv + [{"ROWS": 1, "COLS": 10}] + add)
+    np.testing.assert_allclose(latencies[:70], package.regressors["conv-relu"].predict_rows(conv),
+                               rtol=1e-12)
+    np.testing.assert_allclose(latencies[71:], package.regressors["add"].predict_rows(add),
+                               rtol=1e-12)
+    assert np.isnan(latencies[70])  # no regressor: left for the caller's fallback, not zero
+    assert loaded.predict_kernels([], []).size == 0
+    with pytest.raises(ConfigError, match="no feature 'BYTES'"):
+        loaded.predict_kernels(["add"], [{"HW": 7, "C": 8}])
+
+
 def test_save_refuses_existing_path_and_bad_names(package, tmp_path):
     save_package(package, tmp_path / "pkg")
     with pytest.raises(ConfigError, match="already exists"):

@@ -25,15 +25,18 @@ import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from edgemeter import __version__
 from edgemeter.errors import ConfigError, ModelError
 from edgemeter.predictor import fingerprint as fp
+from edgemeter.predictor.batch import KernelBatchPredictor
 from edgemeter.predictor.regressors import TreeRegressor, load_regressor
 
 FORMAT = "edgemeter-predictor/1"
@@ -103,6 +106,17 @@ class PredictorPackage:
         if machine is None:
             machine = fp.current(self.fingerprint.get("runtimes") or self.runtime_versions)
         return fp.compare(self.fingerprint, machine)
+
+    @cached_property
+    def batch(self) -> KernelBatchPredictor:
+        """All regressors merged for one-pass prediction (built on first use)."""
+        return KernelBatchPredictor(self.regressors)
+
+    def predict_kernels(self, types: Sequence[str],
+                        features: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Latency (ms) of each kernel from its type and feature dict, all types in one
+        vectorised pass; NaN for a type without a regressor (see ``missing_kernels``)."""
+        return self.batch.predict_rows(types, features)
 
     @property
     def label(self) -> str:

@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike
 from edgemeter.errors import ConfigError, MissingExtraError, ModelError
 
 FORMAT = "edgemeter-regressor/1"
-# Working arrays of one predict chunk stay around 10 MB, whatever the batch size.
+# Pairs (row, tree) walked at once: working arrays stay around 10 MB, whatever the batch size.
 _PAIRS_PER_CHUNK = 1 << 18
 # A real forest takes a few MB; refuse to inflate anything beyond this.
 _MAX_ARRAY_BYTES = 512 << 20
@@ -116,35 +116,55 @@ class Forest:
         """Evaluate every tree on every row at once: one vectorised step per tree level.
 
         ``X`` must be float32: sklearn compares float32 features with float64 thresholds, and
-        doing the same keeps the results identical to sklearn's. Rows go in chunks to bound
-        memory (one (tree, row) pair costs ~40 bytes of working arrays).
+        doing the same keeps the results identical to sklearn's.
         """
-        rows = max(1, _PAIRS_PER_CHUNK // self.n_trees)
-        return np.concatenate([self._predict_chunk(X[i:i + rows])
-                               for i in range(0, X.shape[0], rows)] or [np.empty(0)])
-
-    def _predict_chunk(self, X: np.ndarray) -> np.ndarray:
-        # (tree, row) pairs walk down one level per step. Pairs are ordered tree-major, so
-        # neighbouring pairs read the same tree's nodes (cache locality). Finished pairs loop on
-        # their leaf harmlessly and are dropped only once they are half of the batch: dropping
-        # costs more than a step.
-        feature, threshold, children, leaf = self._walk
         n_rows, n_features = X.shape
-        flat = np.ascontiguousarray(X).ravel()
-        node = np.repeat(self.roots, n_rows)
-        offset = np.tile(np.arange(n_rows, dtype=np.intp) * n_features, self.n_trees)
+        # (tree, row) pairs in tree-major order: neighbouring pairs read the same tree's nodes.
+        start = np.tile(np.arange(n_rows, dtype=np.intp) * n_features, self.n_trees)
+        leaves = self.walk(np.ascontiguousarray(X).ravel(), start, np.repeat(self.roots, n_rows))
+        return self.offset + self.scale * leaves.reshape(self.n_trees, n_rows).sum(axis=0)
+
+    def walk(self, flat: np.ndarray, start: np.ndarray, node: np.ndarray) -> np.ndarray:
+        """Leaf value reached by each pair: pair ``i`` starts at node ``node[i]`` and reads
+        feature ``f`` of its row at ``flat[start[i] + f]``. Pairs go in chunks, so working
+        memory stays bounded (~40 bytes a pair) whatever the batch size."""
+        return np.concatenate([
+            self.value[self._walk_chunk(flat, start[i:i + _PAIRS_PER_CHUNK],
+                                        node[i:i + _PAIRS_PER_CHUNK])]
+            for i in range(0, node.size, _PAIRS_PER_CHUNK)] or [np.empty(0)])
+
+    def _walk_chunk(self, flat: np.ndarray, start: np.ndarray, node: np.ndarray) -> np.ndarray:
+        # Every pair walks down one level per step. Finished pairs loop on their leaf harmlessly
+        # and are dropped only once they are half of those left: dropping costs more than a step.
+        feature, threshold, children, leaf = self._walk
         slot = np.arange(node.size)
         reached = np.empty(node.size, dtype=np.intp)
         while node.size:
-            node = children[2 * node + (flat[offset + feature[node]] > threshold[node])]
+            node = children[2 * node + (flat[start + feature[node]] > threshold[node])]
             done = leaf[node]
             n_done = np.count_nonzero(done)
             if 2 * n_done > node.size or n_done == node.size:
                 reached[slot[done]] = node[done]
                 keep = ~done
-                node, offset, slot = node[keep], offset[keep], slot[keep]
-        leaves = self.value[reached].reshape(self.n_trees, n_rows)
-        return self.offset + self.scale * leaves.sum(axis=0)
+                node, start, slot = node[keep], start[keep], slot[keep]
+        return reached
+
+    @classmethod
+    def concatenate(cls, forests: Sequence[Forest]) -> tuple[Forest, list[int]]:
+        """One forest holding all the trees (offset 0, scale 1) and where each input's trees
+        start in ``roots``: to walk several forests' pairs in a single pass."""
+        shifts = np.cumsum([0] + [f.n_nodes for f in forests[:-1]])
+
+        def shifted(f: Forest, shift: int, a: np.ndarray) -> np.ndarray:
+            return np.where(a >= 0, a + shift, a)
+
+        merged = cls(np.concatenate([f.feature for f in forests]),
+                     np.concatenate([f.threshold for f in forests]),
+                     np.concatenate([shifted(f, s, f.left) for f, s in zip(forests, shifts)]),
+                     np.concatenate([shifted(f, s, f.right) for f, s in zip(forests, shifts)]),
+                     np.concatenate([f.value for f in forests]),
+                     np.concatenate([f.roots + s for f, s in zip(forests, shifts)]))
+        return merged, [int(x) for x in np.cumsum([0] + [f.n_trees for f in forests[:-1]])]
 
 
 def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> None:
@@ -280,27 +300,26 @@ class TreeRegressor:
             return y
         return np.log(y / baseline.predict(X)) if baseline else np.log(y)
 
-    def _decode(self, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
+    def decode(self, raw: np.ndarray, X: np.ndarray) -> np.ndarray:
+        """Latencies from the trees' summed output ``raw`` for rows ``X``."""
         if self.transform == "linear":
             return raw
         return np.exp(raw) * self.baseline_.predict(X) if self.baseline_ else np.exp(raw)
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted latencies for a batch of rows (thousands per call is the intended use)."""
+        unique, inverse = unique_rows(self.check_features(X))
+        return self.decode(self.forest_.predict(unique.astype(np.float32)), unique)[inverse]
+
+    def check_features(self, X: ArrayLike) -> np.ndarray:
+        """``X`` as a float64 matrix of this fitted regressor's features, or ValueError."""
         if not hasattr(self, "forest_"):
             raise ValueError(f"this {type(self).__name__} is not fitted yet")
         X = _check_X(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, the regressor expects "
                              f"{self.n_features_in_} ({', '.join(self.feature_names_)})")
-        if X.shape[0] >= _DEDUP_MIN_ROWS:
-            # Batches from NAS repeat kernel configurations heavily: predict each once.
-            unique, inverse = np.unique(X, axis=0, return_inverse=True)
-            return self._predict(unique)[inverse.ravel()]
-        return self._predict(X)
-
-    def _predict(self, X: np.ndarray) -> np.ndarray:
-        return self._decode(self.forest_.predict(X.astype(np.float32)), X)
+        return X
 
     def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Predict from feature dicts (e.g. ``Kernel.features``), picking the trained columns."""
@@ -499,6 +518,15 @@ def load_regressor(source: str | Path | BinaryIO, label: str | None = None) -> T
     except Exception as exc:  # noqa: BLE001 - any failure to parse a data file is the file's fault
         raise ModelError(" ".join(f"{label}: not a valid regressor file ({exc})".split())) \
             from None
+
+
+def unique_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray | slice]:
+    """Distinct rows and how to expand results back (``values[inverse]``). NAS batches repeat
+    kernel configurations heavily: each is predicted once. Small batches are left alone."""
+    if X.shape[0] < _DEDUP_MIN_ROWS:
+        return X, slice(None)
+    unique, inverse = np.unique(X, axis=0, return_inverse=True)
+    return unique, inverse.ravel()
 
 
 def _check_X(X: ArrayLike) -> np.ndarray:
