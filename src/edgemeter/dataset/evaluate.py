@@ -36,11 +36,16 @@ class Evaluation:
         return {k: v for k, v in vars(self).items() if k != "rows"}
 
 
-def _measured(folder: Path, backend: str, threads: int | None) -> tuple[list[dict], dict]:
-    """Successful measurements of one backend setting; several settings need ``threads``."""
+def _measured(folder: Path, backend: str, threads: int | None,
+              settings: dict[str, Any] | None = None) -> tuple[list[dict], dict]:
+    """Successful measurements of one backend setting: ``threads`` if given, else the
+    predictor's own ``settings`` if it recorded them; several settings left need ``threads``."""
     records = [r for r in read_measurements(folder, backend)
-               if r["error"] is None and r["median_ms"]
-               and (threads is None or r["config"].get("threads") == threads)]
+               if r["error"] is None and r["median_ms"]]
+    if threads is not None:
+        records = [r for r in records if r["config"].get("threads") == threads]
+    elif settings and any(r["config"] == settings for r in records):
+        records = [r for r in records if r["config"] == settings]
     if not records:
         raise ConfigError(f"no successful measurements for backend {backend}"
                           f"{f' with {threads} threads' if threads else ''} in {folder} "
@@ -66,7 +71,8 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
     folder = Path(folder)
     backend = backend or predictor.backend
     index = {e["file"]: e for e in read_index(folder)}
-    records, config = _measured(folder, backend, threads)
+    records, config = _measured(folder, backend, threads,
+                                predictor.package.extra.get("backend_settings"))
     records = [r for r in records if r["file"] in index]
     predictions = predictor.predict_batch([folder / r["file"] for r in records])
     rows, warnings = [], Counter()

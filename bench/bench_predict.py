@@ -1,0 +1,101 @@
+"""Prediction speed: in-memory ms per model, batch models/s, and ``edgemeter predict`` end to end,
+against measuring the same model on onnxruntime.
+
+    .venv/bin/python bench/bench_predict.py [--predictor NAME|PATH] [--family mobilenetv2]
+        [--batch 5000] [--runs 7]
+
+Figures (median of ``--runs``):
+- import + detect + predict of one model from its ONNX file, and predict alone from a graph
+  already imported (the per-model cost the issue's "in-memory graph" goal is about);
+- batch: ``Predictor.predict_kernels`` on ``--batch`` random variants of the family whose kernels
+  were detected beforehand (the NAS loop: graph → ms);
+- ``edgemeter predict model.onnx`` as a subprocess (Python start, imports, package load);
+- ``edgemeter measure`` of the same model on onnxruntime (1 thread, 3 fresh processes), once.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def median_time(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--predictor", default=None, help="name or package path (default: the "
+                                                          "shipped default)")
+    parser.add_argument("--family", default="mobilenetv2")
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--variants", type=int, default=200,
+                        help="distinct random variants the batch cycles through")
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+
+    from edgemeter import load_predictor, zoo
+    from edgemeter.backends import Protocol, measure
+    from edgemeter.importers import load_graph
+
+    predictor = load_predictor(args.predictor)
+    print(f"predictor {predictor.label} ({predictor.backend}); {platform.processor() or '?'}, "
+          f"{platform.python_version()}")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    module, shape = zoo.build(args.family)
+    path = zoo.export_onnx(module, shape, tmp / f"{args.family}.onnx")
+    graph = load_graph(path)
+    print(f"model: {args.family} default, input {shape}, {len(graph.nodes)} nodes, "
+          f"{graph.total_cost().flops / 1e9:.2f} GFLOPs")
+
+    predictor.predict(path)  # warm caches (regressor walk arrays)
+    full = median_time(lambda: predictor.predict(path), args.runs)
+    _, kernels = predictor.detect(graph)
+    from_graph = median_time(lambda: predictor.predict_detected([(graph, kernels)]), args.runs)
+    detect = median_time(lambda: predictor.detect(graph), args.runs)
+    print(f"one model, file → prediction:      {1e3 * full:8.2f} ms")
+    print(f"one model, graph → detect:          {1e3 * detect:8.2f} ms")
+    print(f"one model, kernels → prediction:    {1e3 * from_graph:8.2f} ms")
+
+    # NAS batch: random variants, kernels detected once, then graph → ms for the whole batch.
+    rng = np.random.default_rng(0)
+    variant_kernels = []
+    for _ in range(args.variants):
+        m, s = zoo.build(args.family, zoo.sample_variant(args.family, rng))
+        variant_kernels.append(predictor.detect(m, input_shape=list(s))[1])
+    batch = [variant_kernels[i % len(variant_kernels)] for i in range(args.batch)]
+    n_kernels = sum(len(k) for k in batch)
+    seconds = median_time(lambda: predictor.predict_kernels(batch), max(3, args.runs // 2))
+    print(f"batch of {args.batch} models ({n_kernels} kernels, {args.variants} distinct "
+          f"variants): {seconds:.3f} s = {args.batch / seconds:,.0f} models/s")
+
+    # End to end through the CLI, a fresh Python each time.
+    cmd = [sys.executable, "-m", "edgemeter", "predict", str(path), "--format", "json"]
+    if args.predictor:
+        cmd[4:4] = ["--predictor", args.predictor]
+    subprocess.run(cmd, check=True, capture_output=True)
+    wall = median_time(lambda: subprocess.run(cmd, check=True, capture_output=True), args.runs)
+    print(f"`edgemeter predict {path.name}` end to end: {wall:.3f} s wall "
+          f"(median of {args.runs})")
+
+    start = time.perf_counter()
+    m = measure(path, "onnxruntime-cpu", {"threads": 1}, Protocol(rounds=3, max_rounds=3))
+    took = time.perf_counter() - start
+    print(f"measuring it on onnxruntime (1 thread, 3 fresh processes × 30 runs): {took:.1f} s "
+          f"wall, median {m.median_ms:.2f} ms; predicted {predictor.predict(path).latency_ms:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
