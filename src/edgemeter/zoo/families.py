@@ -111,7 +111,7 @@ def _builder(name: str, resolution: bool = False) -> Callable[..., Any]:
 # Published architectures, stage by stage (lists follow models.py: channels = [stem, stages...]);
 # blocks that vary inside a published stage take the stage's most common setting.
 _T, _F = True, False
-_WIDE = (0.5, 1.5)
+_WIDE = (0.5, 1.25)
 _MBCONV = {"kernels": (3, 5, 7), "expansions": (3, 4, 6)}
 _MOBILE = Space(widths={"channels": _WIDE, "head": _WIDE}, choices=_MBCONV)
 _MOBILENET_V2 = {
@@ -140,20 +140,21 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
         "hidden": 4096, "classes": 1000,
     }, Space(resolutions=(128, 160, 192, 224), depths=(),
              # the published 4096-wide MLP alone is 230 MB of weights: not an edge model
-             widths={"channels": _WIDE, "hidden": (0.125, 0.5)},
+             widths={"channels": _WIDE, "hidden": (0.06, 0.19)},
              choices={"kernels": [(7, 9, 11), (3, 5), (3, 5), (3, 5), (3, 5)]})),
     Family("vgg", _builder("plain_net", resolution=True), {  # VGG-16
         "resolution": 224, "channels": [64, 128, 256, 512, 512], "depths": [2, 2, 3, 3, 3],
         "kernels": [3] * 5, "pools": [_T] * 5, "hidden": 4096, "classes": 1000,
-    }, Space(resolutions=(96, 128, 160), widths={"channels": (0.25, 0.6), "hidden": (0.06, 0.25)},
+    }, Space(resolutions=(96, 128, 160), widths={"channels": (0.25, 0.6), "hidden": (0.06, 0.19)},
              depth=(0.5, 1.0))),
     Family("resnet", _builder("res_net"), _RESNET,
-           Space(resolutions=(96, 128, 160, 192), widths={"channels": (0.5, 1.25)},
-                 choices={"kernels": (3, 5), "block": ("basic", "bottleneck")})),
+           # 5x5 kernels in bottlenecks would make 150 MB models: widths and kernels stay small
+           Space(resolutions=(96, 128, 160, 192), widths={"channels": (0.375, 0.875)},
+                 choices={"block": ("basic", "bottleneck")})),
     Family("resnext", _builder("res_net"), {  # ResNeXt-50 32x4d
         **_RESNET, "block": "bottleneck", "channels": [64, 128, 256, 512, 1024],
         "depths": [3, 4, 6, 3], "expansion": 2, "groups": 32,
-    }, Space(resolutions=(96, 128, 160), widths={"channels": (0.5, 1.0)},
+    }, Space(resolutions=(96, 128, 160), widths={"channels": (0.375, 0.75)},
              choices={"groups": (8, 16, 32)}, tiny={"groups": 4})),
     Family("regnet", _builder("res_net"), {  # RegNetY-400MF
         **_RESNET, "block": "bottleneck", "channels": [32, 48, 104, 208, 440],
@@ -165,7 +166,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
         "resolution": 224, "channels": [64], "growth": 32, "depths": [6, 12, 24, 16],
         "kernels": [3] * 4, "classes": 1000,
     }, Space(resolutions=(96, 128, 160), widths={"channels": (0.5, 1.0), "growth": (0.5, 1.0)},
-             depth=(0.25, 1.0), choices={"kernels": (3, 5)})),
+             depth=(0.25, 0.75), choices={"kernels": (3, 5)})),
     Family("googlenet", _builder("inception_net"), {
         "resolution": 224,
         "channels": [64, 192, [64, 96, 128, 16, 32, 32], [128, 128, 192, 32, 96, 64],
@@ -210,7 +211,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
         **_MOBILENET_V2, "act": "swish", "channels": [32, 16, 24, 40, 80, 112, 192, 320],
         "depths": [1, 2, 2, 3, 3, 4, 1], "kernels": [3, 3, 5, 3, 5, 5, 3],
         "expansions": [1, 6, 6, 6, 6, 6, 6], "se": [0.25] * 7,
-    }, Space(resolutions=(128, 160, 192, 224, 256, 288), widths={"channels": _WIDE, "head": _WIDE},
+    }, Space(resolutions=(128, 160, 192, 224, 256), widths={"channels": _WIDE, "head": _WIDE},
              choices=_MBCONV)),
     Family("ghostnet", _builder("mobile_net"), {  # GhostNet 1.0x
         **{k: v for k, v in _MOBILENET_V3.items() if k != "acts"}, "block": "ghost", "act": "relu",
@@ -222,14 +223,14 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("vit", _builder("vit", resolution=True), {  # DeiT-Tiny
         "resolution": 224, "patch": 16, "heads": 3, "head_dim": 64, "depths": [12],
         "mlp_ratio": 4.0, "classes": 1000,
-    }, Space(resolutions=(96, 128, 160, 192, 224), widths={}, depth=(0.5, 1.0),
+    }, Space(resolutions=(96, 128, 160, 192), widths={}, depth=(0.5, 1.0),
              choices={"heads": (2, 3, 4), "head_dim": (32, 48, 64), "mlp_ratio": (2.0, 3.0, 4.0)},
              tiny={"heads": 2, "head_dim": 16})),
-    Family("mobilevit", _builder("mobile_vit"), {  # MobileViT-XXS; sides multiple of 32
+    Family("mobilevit", _builder("mobile_vit"), {  # MobileViT-XXS; sides multiple of 64
         "resolution": 256, "channels": [16, 16, 24, 48, 64, 80], "depths": [1, 3],
         "dims": [64, 80, 96], "vit_depths": [2, 4, 3], "kernels": [3] * 5, "expansion": 2,
         "heads": 4, "head": 320, "classes": 1000,
-    }, Space(resolutions=(128, 160, 192, 224, 256),
+    }, Space(resolutions=(128, 192, 256),  # 2x2 patches tile the stride-32 map
              widths={"channels": _WIDE, "dims": _WIDE, "head": _WIDE},
              depths=("depths", "vit_depths"), choices={"kernels": (3, 5), "expansion": (2, 4)})),
     Family("ssd", _builder("ssd", resolution=True), {  # SSDLite-MobileNetV2, no classifier

@@ -209,7 +209,7 @@ def mobile_vit(channels: list[int], depths: list[int], dims: list[int], vit_dept
                classes: int = 1000) -> nn.Sequential:
     """MobileViT: stem, MobileNetV2 stages, then per ViT stage a strided inverted residual and a
     MobileViT block (``dims``/``vit_depths``), 1x1 head conv, classifier. ``channels`` =
-    [stem, mv2 stages..., vit stages...]; input sides must be multiples of 32."""
+    [stem, mv2 stages..., vit stages...]; input sides must be multiples of 64."""
     n_mv2 = len(depths)
     mv2 = _stages(blocks.InvertedResidual, channels[0], channels[1:n_mv2 + 1], depths,
                   [1] + [2] * (n_mv2 - 1), kernel=kernels[:n_mv2], expansion=[expansion] * n_mv2,
