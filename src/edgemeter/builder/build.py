@@ -24,7 +24,9 @@ from edgemeter.builder.kernel_models import can_emit, emit, emit_batch
 from edgemeter.builder.workspace import Workspace, load_workspace
 from edgemeter.errors import ConfigError
 from edgemeter.kernels.groups import regressor_group
+from edgemeter.predictor import PredictorPackage, load_package, save_package
 from edgemeter.predictor.metrics import accuracy
+from edgemeter.predictor.model import Predictor
 
 # Shares of the budget at which a phase stops starting new measurements.
 ZOO_SHARE, KERNEL_SHARE = 0.45, 0.85
@@ -145,26 +147,28 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
                     group_rows, cfg["algo"], cfg["trees"])
             for record in records:
                 for kernel in record.kernels:
-                    group = regressor_group(kernel["type"])
+                    group = regressor_group(kernel.type)
                     if group not in regressors and group not in report.missing:
                         report.missing[group] = "no kernel of this group was measured"
             report.groups = figures
             if not rows:
                 raise ConfigError("the build measured no kernel (budget too small or the "
                                   "backend failed everywhere); nothing to package")
-            fallback = train.fit_fallback(rows)
-            sums = [float(train.predict_kernels(r.kernels, regressors, fallback).sum())
-                    for r in records]
-            model_term = train.fit_model_term(sums, [len(r.kernels) for r in records],
-                                              [r.median_ms for r in records])
+            package = make_package(ws, rules_path, regressors, figures, by_group,
+                                   report.missing, train.fit_fallback(rows), collector)
+            # The model term on the training models' own kernel predictions, as predict sees them.
+            kernel_ms = Predictor(package).kernel_latencies
+            sums = [float(kernel_ms(r.kernels)[0].sum()) for r in records]
+            package.extra["model_term"] = train.fit_model_term(
+                sums, [len(r.kernels) for r in records], [r.median_ms for r in records])
 
             # 4. package
-            report.package = write_package(ws, rules_path, regressors, figures, by_group,
-                                           report.missing, fallback, model_term, collector)
+            path = ws.subdir("predictor") / f"{cfg['name']}-{cfg['version']}"
+            report.package = save_package(package, path, overwrite=True)
 
             # 5. held-out zoo models
-            evaluate(ws, collector, rules, regressors, fallback, model_term, families, clock,
-                     bar, report)
+            evaluate(ws, collector, Predictor(load_package(report.package)), families,
+                     clock, bar, report)
         except collect.BackendFailure as exc:
             report.stopped = str(exc)
         report.skipped = dict(collector.failures)
@@ -287,11 +291,10 @@ def measure_configs(ws: Workspace, collector: collect.Collector, rules: Any, per
     return rows
 
 
-def write_package(ws: Workspace, rules_path: Path, regressors: dict[str, Any],
-                  figures: dict[str, dict[str, float]], by_group: dict[str, list],
-                  missing: dict[str, str], fallback: dict[str, float],
-                  model_term: dict[str, Any], collector: collect.Collector) -> Path:
-    from edgemeter.predictor import PredictorPackage, save_package
+def make_package(ws: Workspace, rules_path: Path, regressors: dict[str, Any],
+                 figures: dict[str, dict[str, float]], by_group: dict[str, list],
+                 missing: dict[str, str], fallback: dict[str, float],
+                 collector: collect.Collector) -> PredictorPackage:
     from edgemeter.predictor import fingerprint as fp
 
     runtime = next((m.env.get("runtime") for m in collector.store if m.ok and m.env), None)
@@ -299,21 +302,20 @@ def write_package(ws: Workspace, rules_path: Path, regressors: dict[str, Any],
     data = {g: train.filled(rows, train.feature_names(rows)) for g, rows in by_group.items()
             if g in regressors}
     kinds = {g: sorted({r["type"] for r in rows}) for g, rows in by_group.items()}
-    package = PredictorPackage(
+    return PredictorPackage(
         name=ws.build["name"], version=ws.build["version"], backend=ws.backend["backend"],
         regressors=regressors, fusion_rules=rules_path.read_text(), accuracy=figures,
         training_data=data, runtime_versions=fp.runtime_versions(distributions),
         fingerprint=fp.current(distributions), missing_kernels=missing,
-        extra={"model_term": model_term, "fallback": fallback, "groups": kinds,
+        extra={"fallback": fallback, "groups": kinds,
                "backend_settings": collector.settings})
-    path = ws.subdir("predictor") / f"{ws.build['name']}-{ws.build['version']}"
-    return save_package(package, path, overwrite=True)
 
 
-def evaluate(ws: Workspace, collector: collect.Collector, rules: Any, regressors: dict,
-             fallback: dict, model_term: dict, families: list[str], clock: _Clock,
-             bar: Callable[..., Any], report: BuildReport) -> None:
-    """Whole-model accuracy on held-out zoo variants (another seed than the training ones)."""
+def evaluate(ws: Workspace, collector: collect.Collector, predictor: Predictor,
+             families: list[str], clock: _Clock, bar: Callable[..., Any],
+             report: BuildReport) -> None:
+    """Whole-model accuracy on held-out zoo variants (another seed than the training ones),
+    predicted by the saved package exactly as ``edgemeter predict`` would."""
     cfg = ws.build
     variants = collect.zoo_variants(families, cfg["zoo_eval_variants"], cfg["zoo_seed"] + 1)
     folder = ws.subdir("models/zoo-eval")
@@ -327,13 +329,11 @@ def evaluate(ws: Workspace, collector: collect.Collector, rules: Any, regressors
             pbar.update()
             if not m.ok:
                 continue
-            record = collect.model_record(name, path, m, rules)
-            total = float(train.predict_kernels(record.kernels, regressors, fallback).sum())
-            predicted = train.apply_model_term(model_term, total, len(record.kernels))
-            true.append(record.median_ms)
+            predicted = predictor.predict(path).latency_ms
+            true.append(m.median_ms)
             pred.append(predicted)
-            report.model_errors.append({"model": name, "measured_ms": record.median_ms,
+            report.model_errors.append({"model": name, "measured_ms": m.median_ms,
                                         "predicted_ms": predicted,
-                                        "error_pct": 100 * (predicted / record.median_ms - 1)})
+                                        "error_pct": 100 * (predicted / m.median_ms - 1)})
     if true:
         report.models = accuracy(true, pred)

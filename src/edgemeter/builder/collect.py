@@ -124,20 +124,14 @@ class ModelRecord:
     name: str
     path: str
     median_ms: float
-    kernels: list[dict[str, Any]]       # {"type", "features"} per kernel
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "median_ms": self.median_ms,
-                "kernels": self.kernels}
+    kernels: list[Any]                  # edgemeter.kernels.Kernel
 
 
 def model_record(name: str, path: Path, m: Measurement, rules: Any) -> ModelRecord:
     from edgemeter.importers import load_graph
     from edgemeter.kernels import detect
 
-    kernels = detect(load_graph(path), rules)
-    return ModelRecord(name, str(path), float(m.median_ms),
-                       [{"type": k.type, "features": k.features} for k in kernels])
+    return ModelRecord(name, str(path), float(m.median_ms), detect(load_graph(path), rules))
 
 
 def zoo_variants(families: Sequence[str], per_family: int, seed: int

@@ -1,6 +1,6 @@
 """Training: a regressor per group, the fallback for groups without one, and the model term.
 
-The contract with :mod:`edgemeter.predictor.model` (both sides use these names):
+The contract with :mod:`edgemeter.predictor.model`, which applies what is fitted here:
 
 - regressors are keyed by :func:`edgemeter.kernels.groups.regressor_group`; their
   ``feature_names_`` are names of ``Kernel.features`` (a feature a kernel lacks reads as 0);
@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from edgemeter.kernels.groups import regressor_group
 from edgemeter.predictor.regressors import TreeRegressor, to_matrix
 from edgemeter.predictor.training import MIN_ROWS, train_kernel_regressor
 
@@ -71,26 +70,6 @@ def fit_fallback(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return {"ms_per_gflop": float(a), "ms_per_mb": float(b), "ms_per_kernel": float(k)}
 
 
-def predict_kernels(kernels: Sequence[Mapping[str, Any]], regressors: Mapping[str, TreeRegressor],
-                    fallback: Mapping[str, float]) -> np.ndarray:
-    """Predicted ms of ``kernels`` (dicts with ``type`` and ``features``), batched per group."""
-    out = np.zeros(len(kernels))
-    by_group: dict[str, list[int]] = {}
-    for i, kernel in enumerate(kernels):
-        by_group.setdefault(regressor_group(kernel["type"]), []).append(i)
-    for group, idx in by_group.items():
-        regressor = regressors.get(group)
-        feats = [kernels[i]["features"] for i in idx]
-        if regressor is None:
-            out[idx] = [fallback["ms_per_gflop"] * f.get("FLOPS", 0) / 1e9
-                        + fallback["ms_per_mb"] * f.get("BYTES", 0) / 1e6
-                        + fallback["ms_per_kernel"] for f in feats]
-        else:
-            names = list(regressor.feature_names_)
-            out[idx] = regressor.predict(to_matrix(filled(feats, names), names))
-    return out
-
-
 def fit_model_term(kernel_sums: Sequence[float], counts: Sequence[int],
                    medians: Sequence[float]) -> dict[str, Any]:
     """``median ≈ scale·Σpred + per_node_ms·N + intercept_ms`` by least squares on the relative
@@ -109,10 +88,6 @@ def fit_model_term(kernel_sums: Sequence[float], counts: Sequence[int],
     return term
 
 
-def apply_model_term(term: Mapping[str, Any], kernel_sum: float, count: int) -> float:
-    return term["scale"] * kernel_sum + term["per_node_ms"] * count + term["intercept_ms"]
-
-
 def split_by_group(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -120,5 +95,5 @@ def split_by_group(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[
     return groups
 
 
-__all__ = ["MIN_ROWS", "apply_model_term", "feature_names", "fit_fallback", "fit_model_term",
-           "large_errors", "predict_kernels", "split_by_group", "train_group"]
+__all__ = ["MIN_ROWS", "feature_names", "fit_fallback", "fit_model_term", "large_errors",
+           "split_by_group", "train_group"]

@@ -1,0 +1,240 @@
+"""Predictor builder: workspace configs, sampling, kernel models, fusion test and a real build.
+
+Builds run on onnxruntime with tiny settings (one family, a few kernels, one short round per
+measurement), so they prove the pipeline, not the accuracy (bench/bench_build.py does that).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import yaml
+
+from edgemeter.builder import build, create_workspace, load_workspace, sampling
+from edgemeter.builder.kernel_models import can_emit, emit, emit_batch
+from edgemeter.errors import ConfigError
+from edgemeter.importers import load_graph
+from edgemeter.kernels import detect, load_rules
+
+pytest.importorskip("onnxruntime")
+RULES = load_rules("onnxruntime-cpu")
+FAST = {"warmup": 2, "repeats": 5, "rounds": 1, "max_rounds": 1, "profile_runs": 3}
+
+
+def edit(ws: Path, file: str, **values) -> None:
+    path = ws / "configs" / file
+    data = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**data, **values}))
+
+
+# -- workspace ----------------------------------------------------------------------------------
+
+def test_workspace_create_writes_commented_configs_that_load(tmp_path):
+    ws = create_workspace(tmp_path / "ws", "onnxruntime-cpu", threads=2)
+    text = (tmp_path / "ws" / "configs" / "build.yaml").read_text()
+    assert "# kernels sampled per group from the zoo prior" in text
+    assert ws.backend["threads"] == 2 and ws.build["budget"] == 1800
+    assert load_workspace(tmp_path / "ws").build["iterations"] == 3
+    with pytest.raises(ConfigError, match="already a workspace"):
+        create_workspace(tmp_path / "ws", "onnxruntime-cpu")
+
+
+def test_workspace_errors_name_file_key_and_allowed_values(tmp_path):
+    create_workspace(tmp_path, "onnxruntime-cpu")
+    edit(tmp_path, "build.yaml", iteratons=2)
+    with pytest.raises(ConfigError, match=r"build\.yaml: unknown key 'iteratons' \(allowed: .*"
+                                          r"iterations"):
+        load_workspace(tmp_path)
+    create_workspace(tmp_path, "onnxruntime-cpu", overwrite=True)
+    edit(tmp_path, "build.yaml", algo="svm")
+    with pytest.raises(ConfigError, match=r"build\.yaml: key 'algo' = 'svm' .*one of rf, gb"):
+        load_workspace(tmp_path)
+    create_workspace(tmp_path, "onnxruntime-cpu", overwrite=True)
+    edit(tmp_path, "build.yaml", budget="soon")
+    with pytest.raises(ConfigError, match="key 'budget'.*30m"):
+        load_workspace(tmp_path)
+    create_workspace(tmp_path, "onnxruntime-cpu", overwrite=True)
+    edit(tmp_path, "backend.yaml", options={"graph_optimization_level": "max"})
+    with pytest.raises(ConfigError, match=r"backend\.yaml: .*allowed: disable"):
+        load_workspace(tmp_path)
+    with pytest.raises(ConfigError, match="unknown backend 'tpu'"):
+        create_workspace(tmp_path / "other", "tpu")
+
+
+def test_missing_or_half_written_workspace(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist.*workspace create"):
+        load_workspace(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="not a workspace"):
+        load_workspace(tmp_path)
+    create_workspace(tmp_path, "onnxruntime-cpu")
+    (tmp_path / "configs" / "fusion_test.yaml").write_text("")
+    with pytest.raises(ConfigError, match="fusion_test.yaml is empty"):
+        load_workspace(tmp_path)
+    (tmp_path / "configs" / "fusion_test.yaml").unlink()
+    with pytest.raises(ConfigError, match="incomplete: configs/fusion_test.yaml is missing"):
+        load_workspace(tmp_path)
+
+
+# -- sampling and kernel models -----------------------------------------------------------------
+
+def test_shipped_priors_come_from_the_zoo():
+    priors = sampling.load_priors()
+    assert {"conv", "dwconv", "matmul", "eltwise"} <= set(priors)
+    conv = priors["conv"]
+    assert len(conv) > 100 and {r["KERNEL_SIZE"] for r in conv} >= {1, 3}
+    assert all(can_emit(r["type"]) for rows in priors.values() for r in rows)
+
+
+def test_prior_rows_of_a_zoo_model(zoo_onnx):
+    rows = sampling.prior_rows(detect(load_graph(zoo_onnx("mobilenetv2")), RULES))
+    assert {"conv", "dwconv"} <= set(rows)
+    assert set(rows["dwconv"][0]) == {"type", "HW", "CIN", "KERNEL_SIZE", "STRIDES"}
+
+
+def test_inverse_cdf_sampling_snaps_and_dedupes():
+    prior = [{"type": "conv-relu", "HW": hw, "CIN": c, "COUT": 2 * c, "KERNEL_SIZE": k,
+              "STRIDES": s} for hw, c, k, s in
+             [(56, 24, 1, 1), (28, 40, 3, 2), (14, 80, 3, 1), (7, 160, 5, 1), (112, 3, 3, 2)]]
+    values = np.array([r["CIN"] for r in prior])
+    assert sampling.inverse_cdf(values, 0.0, "CIN") == 3       # below 8: an observed value
+    assert sampling.inverse_cdf(values, 1.0, "CIN") == 160
+    configs = sampling.sample_prior(prior, 40, np.random.default_rng(0))
+    assert len({sampling.config_key(c) for c in configs}) == len(configs) > 10
+    for c in configs:
+        assert c["HW"] in (7, 14, 28, 56, 112) and c["KERNEL_SIZE"] in (1, 3, 5)
+        assert c["CIN"] == 3 or c["CIN"] % 8 == 0
+    # A second draw sharing the seen-set only brings new configurations.
+    seen = {sampling.config_key(c) for c in configs}
+    again = sampling.sample_prior(prior, 10, np.random.default_rng(1), seen)
+    assert not {sampling.config_key(c) for c in again} & {sampling.config_key(c) for c in configs}
+
+
+def test_finegrained_sampling_varies_channels_only():
+    base = {"type": "conv", "HW": 28, "CIN": 64, "COUT": 96, "KERNEL_SIZE": 3, "STRIDES": 1}
+    near = sampling.sample_finegrained(base, 6, np.random.default_rng(0))
+    assert 3 <= len(near) <= 6 and base not in near
+    for c in near:
+        assert (c["HW"], c["KERNEL_SIZE"], c["STRIDES"]) == (28, 3, 1)
+        assert 32 <= c["CIN"] <= 96 and c["COUT"] % 8 == 0
+
+
+def test_emitted_kernels_detect_as_configured(tmp_path):
+    config = {"type": "conv-relu", "HW": 28, "CIN": 16, "COUT": 32, "KERNEL_SIZE": 3,
+              "STRIDES": 2}
+    onnx.save(emit(config), tmp_path / "k.onnx")
+    (kernel,) = detect(load_graph(tmp_path / "k.onnx"), RULES)
+    assert kernel.type == "conv-relu"
+    assert {k: kernel.features[k] for k in config if k != "type"} == \
+        {k: v for k, v in config.items() if k != "type"}
+    batch = [config, {"type": "dwconv-relu6", "HW": 14, "CIN": 24, "KERNEL_SIZE": 5,
+                      "STRIDES": 1}, {"type": "layernorm", "ROWS": 50, "COLS": 64},
+             {"type": "fc", "M": 1, "K": 128, "N": 10}]
+    onnx.save(emit_batch(batch), tmp_path / "b.onnx")
+    assert [k.type for k in detect(load_graph(tmp_path / "b.onnx"), RULES)] == \
+        ["conv-relu", "dwconv-relu6", "layernorm", "fc"]
+
+
+# -- fusion test --------------------------------------------------------------------------------
+
+def test_fusion_test_writes_rules_that_detection_loads(tmp_path):
+    from edgemeter.builder.collect import Collector
+    from edgemeter.builder.fusion_test import run_fusion_test
+    from edgemeter.store import Store
+
+    create_workspace(tmp_path, "onnxruntime-cpu")
+    edit(tmp_path, "backend.yaml", **FAST)
+    edit(tmp_path, "fusion_test.yaml", ops=["conv", "relu", "add"], hw=16, channels=16,
+         max_repeats=2)
+    ws = load_workspace(tmp_path)
+    with Store(tmp_path) as store:
+        collector = Collector(store, "onnxruntime-cpu", ws.backend_config(), ws.protocol())
+        result = run_fusion_test(ws, collector, log=lambda _: None, progress=False)
+        taken = collector.measured
+    rules = load_rules(result.path)
+    # onnxruntime's optimised graph fuses Conv+Relu, and an Add of two model inputs stays apart.
+    assert "relu" in rules.pairs["conv"]
+    assert "add" not in rules.pairs.get("conv", ())
+    assert {(p.first, p.second) for p in result.pairs} >= {("conv", "relu"), ("relu", "add")}
+    figures = json.loads((tmp_path / "results" / "fusion_test.json").read_text())
+    assert all(p["repeats"] >= 1 and p["graph"] is not None for p in figures["pairs"])
+    assert taken > 0
+    # Detection with the measured rules fuses the conv and its ReLU.
+    onnx.save(emit({"type": "conv-relu", "HW": 8, "CIN": 8, "COUT": 8, "KERNEL_SIZE": 3,
+                    "STRIDES": 1}), tmp_path / "k.onnx")
+    assert [k.type for k in detect(load_graph(tmp_path / "k.onnx"), rules)] == ["conv-relu"]
+
+
+# -- build end to end ---------------------------------------------------------------------------
+
+@pytest.fixture
+def tiny_workspace(tmp_path):
+    create_workspace(tmp_path, "onnxruntime-cpu")
+    edit(tmp_path, "backend.yaml", **FAST)
+    edit(tmp_path, "fusion_test.yaml", enabled=False)
+    edit(tmp_path, "build.yaml", kernels=["conv", "eltwise"], init_samples=10, iterations=1,
+         batch_size=20, trees=10, zoo_families=["mobilenetv2"], zoo_train_variants=2,
+         zoo_eval_variants=1)
+    return tmp_path
+
+
+def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, monkeypatch):
+    from edgemeter.builder import collect
+    from edgemeter.predictor import load_package
+    from edgemeter.store import Store
+
+    real_measure, calls = collect.measure, []
+
+    def interrupted(*args, **kwargs):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(args[0])
+        return real_measure(*args, **kwargs)
+
+    monkeypatch.setattr(collect, "measure", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None)
+    with Store(tiny_workspace) as store:
+        assert len(store) == 3
+    monkeypatch.setattr(collect, "measure", real_measure)
+
+    report = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None)
+    assert report.reused == 3 and report.measured > 0
+    with Store(tiny_workspace) as store:
+        keys = [k for (k,) in store.db.execute("SELECT key FROM measurements")]
+    assert len(keys) == len(set(keys)) == 3 + report.measured
+
+    package = load_package(report.package)
+    assert "conv" in package.regressors and set(package.accuracy) >= {"conv"}
+    assert set(package.feature_names("conv")) >= {"HW", "CIN", "COUT", "KERNEL_SIZE", "FLOPS"}
+    assert set(package.extra["model_term"]) >= {"scale", "per_node_ms", "intercept_ms"}
+    assert set(package.extra["fallback"]) == {"ms_per_gflop", "ms_per_mb", "ms_per_kernel"}
+    assert "conv-relu6" in package.extra["groups"]["conv"]
+    # Groups the zoo models have but too few kernels to train are listed as missing.
+    assert package.missing_kernels and not set(package.missing_kernels) & set(package.regressors)
+    assert report.models["n"] == 1 and report.groups["conv"]["n_test"] > 0
+
+    again = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None)
+    assert again.measured == 0 and again.reused == report.reused + report.measured
+    assert "held-out zoo models: 1" in again.format()
+
+
+def test_unrunnable_kernel_is_skipped_and_listed(tiny_workspace, monkeypatch):
+    from edgemeter.builder import collect
+
+    real_measure = collect.measure
+
+    def reject_kernels(path, *args, **kwargs):
+        m = real_measure(path, *args, **kwargs)
+        if "models/kernels" in str(path):
+            m.error = "onnxruntime rejects it"
+        return m
+
+    edit(tiny_workspace, "build.yaml", zoo_train_variants=1, zoo_eval_variants=0)
+    monkeypatch.setattr(collect, "measure", reject_kernels)
+    report = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None)
+    assert any("kernels" in model for model in report.skipped)
+    assert "onnxruntime rejects it" in report.format()
+    assert report.package is not None  # the zoo model's kernels still make a package
