@@ -32,7 +32,8 @@ def conv_rows(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]
     out = hw // s
     flops = 2.0 * out ** 2 * cin * cout * k ** 2
     nbytes = 4.0 * (hw ** 2 * cin + out ** 2 * cout + cin * cout * k ** 2)
-    y = (1e-8 * flops * (1 + 32 / cin) + 2.5e-7 * nbytes + 0.01) * (1 + 0.03 * rng.standard_normal(n))
+    y = 1e-8 * flops * (1 + 32 / cin) + 2.5e-7 * nbytes + 0.01
+    y *= 1 + 0.03 * rng.standard_normal(n)
     return np.column_stack([hw, cin, cout, k, s, flops, nbytes]).astype(float), y
 
 
@@ -106,8 +107,8 @@ def whole_models(args: argparse.Namespace, rng: np.random.Generator, n_types: in
         ours = median_seconds(lambda: [r.predict(matrices[t]) for t, r in regressors.items()],
                               args.repeats)
         one = median_seconds(lambda: batch.predict(matrices), args.repeats)
-        print(f"| {n_models} | {per_type * n_types} | {n_models / sk:,.0f} | {n_models / ours:,.0f} "
-              f"| {n_models / one:,.0f} |")
+        print(f"| {n_models} | {per_type * n_types} | {n_models / sk:,.0f} "
+              f"| {n_models / ours:,.0f} | {n_models / one:,.0f} |")
 
 
 if __name__ == "__main__":

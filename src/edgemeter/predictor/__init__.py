@@ -20,7 +20,8 @@ from edgemeter.predictor.regressors import (
 from edgemeter.predictor.training import train_kernel_regressor
 
 __all__ = [
-    "BoostingRegressor", "ForestRegressor", "KernelBatchPredictor", "PredictorInfo", "PredictorPackage", "TreeRegressor",
-    "find_predictor", "list_predictors", "load_package", "load_regressor", "make_regressor",
-    "register", "save_package", "train_kernel_regressor", "unregister",
+    "BoostingRegressor", "ForestRegressor", "KernelBatchPredictor", "PredictorInfo",
+    "PredictorPackage", "TreeRegressor", "find_predictor", "list_predictors", "load_package",
+    "load_regressor", "make_regressor", "register", "save_package", "train_kernel_regressor",
+    "unregister",
 ]

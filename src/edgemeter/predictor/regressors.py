@@ -221,7 +221,8 @@ class CostBaseline:
 
     def validate(self, n_features: int) -> None:
         values = (*self.coef, self.intercept, self.floor)
-        if len(self.coef) != len(self.columns) or not all(0 <= c < n_features for c in self.columns):
+        if len(self.coef) != len(self.columns) or \
+                not all(0 <= c < n_features for c in self.columns):
             raise ValueError("baseline columns do not match the features")
         if not all(np.isfinite(v) and v >= 0 for v in values) or self.floor <= 0:
             raise ValueError("baseline coefficients must be finite and non-negative")
@@ -248,7 +249,8 @@ class TreeRegressor:
                  cost_features: Sequence[str] = ("FLOPS", "BYTES"),
                  random_state: int | None = 0):
         if transform not in TRANSFORMS:
-            raise ConfigError(f"transform must be one of {', '.join(TRANSFORMS)}, got {transform!r}")
+            raise ConfigError(f"transform must be one of {', '.join(TRANSFORMS)}, "
+                              f"got {transform!r}")
         if isinstance(cost_features, str) or not all(isinstance(f, str) for f in cost_features):
             raise ConfigError(f"cost_features must be a list of feature names, "
                               f"got {cost_features!r}")
@@ -429,7 +431,8 @@ class ForestRegressor(TreeRegressor):
                  min_samples_leaf: int = 3, max_features: float = 1.0, transform: str = "ratio",
                  cost_features: Sequence[str] = ("FLOPS", "BYTES"),
                  random_state: int | None = 0):
-        super().__init__(transform=transform, cost_features=cost_features, random_state=random_state)
+        super().__init__(transform=transform, cost_features=cost_features,
+                         random_state=random_state)
         _check_int("n_estimators", n_estimators, 1)
         _check_int("max_depth", max_depth, 1, allow_none=True)
         _check_int("min_samples_leaf", min_samples_leaf, 1)
@@ -447,7 +450,8 @@ class ForestRegressor(TreeRegressor):
             random_state=self.random_state)
 
     def _export(self, model: Any) -> Forest:
-        return Forest.from_sklearn(model.estimators_, offset=0.0, scale=1.0 / len(model.estimators_))
+        return Forest.from_sklearn(model.estimators_, offset=0.0,
+                                   scale=1.0 / len(model.estimators_))
 
 
 class BoostingRegressor(TreeRegressor):
@@ -459,7 +463,8 @@ class BoostingRegressor(TreeRegressor):
                  max_depth: int = 4, min_samples_leaf: int = 1, subsample: float = 1.0,
                  transform: str = "ratio", cost_features: Sequence[str] = ("FLOPS", "BYTES"),
                  random_state: int | None = 0):
-        super().__init__(transform=transform, cost_features=cost_features, random_state=random_state)
+        super().__init__(transform=transform, cost_features=cost_features,
+                         random_state=random_state)
         _check_int("n_estimators", n_estimators, 1)
         _check_int("max_depth", max_depth, 1)
         _check_int("min_samples_leaf", min_samples_leaf, 1)
