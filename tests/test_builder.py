@@ -238,3 +238,27 @@ def test_unrunnable_kernel_is_skipped_and_listed(tiny_workspace, monkeypatch):
     assert any("kernels" in model for model in report.skipped)
     assert "onnxruntime rejects it" in report.format()
     assert report.package is not None  # the zoo model's kernels still make a package
+
+
+def test_backend_failing_mid_build_stops_with_what_was_measured(tiny_workspace, monkeypatch):
+    from edgemeter.builder import collect
+    from edgemeter.store import Store
+
+    real_measure, calls = collect.measure, []
+
+    def dies_after_two(path, *args, **kwargs):
+        calls.append(path)
+        m = real_measure(path, *args, **kwargs) if len(calls) <= 2 else None
+        if m is None:  # the runtime is gone: every model fails, the canary too
+            from edgemeter.backends import Measurement
+            m = Measurement(model=str(path), backend="onnxruntime-cpu", config={},
+                            error="runtime crashed (SIGSEGV)")
+        return m
+
+    edit(tiny_workspace, "build.yaml", zoo_train_variants=3, init_samples=60, batch_size=4)
+    monkeypatch.setattr(collect, "measure", dies_after_two)
+    report = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None)
+    assert report.stopped and "stopped working" in report.stopped
+    assert report.package is None
+    with Store(tiny_workspace) as store:
+        assert sum(m.ok for m in store) == 2  # what was measured before is kept

@@ -215,7 +215,11 @@ def has_node_times(ws: Workspace, collector: collect.Collector) -> bool:
     g.output(g.apply("relu", g.input([1, 8, 8, 8])))
     path = collect.save_model(g.model(), ws.subdir("models") / "probe.onnx")
     m = collector.measure(path, profile=True)
-    return bool(m.ok and m.node_times_ms)
+    if not m.ok:
+        raise collect.BackendFailure(f"backend {ws.backend['backend']} cannot run a one-ReLU "
+                                     f"model: {m.error}")
+    collector.canary = path
+    return bool(m.node_times_ms)
 
 
 def sample_kernels(ws: Workspace, collector: collect.Collector, rules: Any, per_node: bool,

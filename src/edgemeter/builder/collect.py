@@ -25,14 +25,15 @@ from typing import Any
 import onnx
 
 from edgemeter.backends import Measurement, Protocol, get_backend, measure
+from edgemeter.errors import EdgemeterError
 from edgemeter.kernels.groups import regressor_group
 from edgemeter.store import Store, measurement_key
 
 Row = dict[str, Any]
 
 
-class BackendFailure(Exception):
-    """The backend failed on models it had run before: stop the build (data so far is kept)."""
+class BackendFailure(EdgemeterError):
+    """The backend fails even on a model it ran before: stop the build (data so far is kept)."""
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Collector:
     backend: str
     config: dict[str, Any]
     protocol: Protocol
+    canary: Path | None = None            # a model the backend ran: is it still working?
     measured: int = 0                     # fresh measurements this session
     reused: int = 0                       # measurements found in the store instead
     failures: dict[str, str] = field(default_factory=dict)   # model -> error
@@ -69,10 +71,14 @@ class Collector:
         else:
             self.failures[str(path)] = m.error or "failed"
             self._consecutive_failures += 1
-            # One model can be beyond the backend; many in a row means the backend broke.
-            if self._consecutive_failures >= 5:
-                raise BackendFailure(f"backend {self.backend} failed on the last 5 models "
-                                     f"(last: {Path(path).name}: {m.error})")
+            # One kind of kernel can be beyond the backend; when the canary fails too, the
+            # backend itself broke (device gone, runtime crashing on everything).
+            if self._consecutive_failures >= 5 and self.canary is not None:
+                check = measure(self.canary, self.backend, self.config, self.protocol)
+                if not check.ok:
+                    raise BackendFailure(f"backend {self.backend} stopped working (a model it "
+                                         f"ran before now fails: {check.error})")
+                self._consecutive_failures = 0
         return m
 
 

@@ -1,0 +1,83 @@
+"""Rebuild the predictors shipped with edgemeter from real measurements on this machine.
+
+    python scripts/build_predictors.py                      # all four, 30 min each
+    python scripts/build_predictors.py --only onnxruntime-cpu-1t --budget 45m
+    python scripts/build_predictors.py --priors             # regenerate data/priors/ first
+
+Each target is an ordinary builder workspace (under --workdir, kept between runs, so an
+interrupted rebuild resumes without re-measuring); its package is then copied to
+``src/edgemeter/data/predictors/<name>/<version>/`` and ``index.json`` names the default. Run it
+on a quiet machine: the predictors are only as good as the timings.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "src" / "edgemeter" / "data" / "predictors"
+VERSION = "1.0"
+DEFAULT = "onnxruntime-cpu-1t"
+
+# name -> (backend, threads, backend options)
+TARGETS = {
+    "onnxruntime-cpu-1t": ("onnxruntime-cpu", 1, {}),
+    "onnxruntime-cpu-2t": ("onnxruntime-cpu", 2, {}),
+    "openvino-cpu-f32-1t": ("openvino-cpu-f32", 1, {}),
+    "litert-xnnpack-1t": ("litert-xnnpack", 1, {}),
+}
+# Build settings for shipped packages: fewer trees keep the four packages well under 20 MB.
+SETTINGS = {"trees": 50, "zoo_train_variants": 4, "zoo_eval_variants": 1, "iterations": 3}
+
+
+def build_target(name: str, workdir: Path, budget: str, overwrite_configs: bool) -> Path:
+    from edgemeter.builder import build, create_workspace, load_workspace
+    from edgemeter.builder.workspace import parse_duration
+
+    backend, threads, options = TARGETS[name]
+    ws_dir = workdir / name
+    if overwrite_configs or not (ws_dir / "configs").is_dir():
+        create_workspace(ws_dir, backend, overwrite=True, threads=threads, options=options,
+                         name=name, version=VERSION, budget=budget, **SETTINGS)
+    ws = load_workspace(ws_dir)
+    report = build(ws, parse_duration(budget))
+    print(f"\n== {name}\n{report.format()}")
+    if report.package is None:
+        raise SystemExit(f"{name}: the build made no package")
+    target = SHIPPED / name / VERSION
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(report.package, target)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(TARGETS), action="append",
+                        help="build only these predictors (repeatable)")
+    parser.add_argument("--budget", default="30m", help="wall-time budget per predictor")
+    parser.add_argument("--workdir", type=Path, default=Path.home() / ".cache" / "edgemeter-build",
+                        help="where the workspaces (and their measurements) live")
+    parser.add_argument("--fresh-configs", action="store_true",
+                        help="rewrite the workspaces' configs (measurements are kept)")
+    parser.add_argument("--priors", action="store_true",
+                        help="first recompute src/edgemeter/data/priors/ from the zoo")
+    args = parser.parse_args()
+
+    if args.priors:
+        from edgemeter.builder import sampling
+        written = sampling.write_priors(sampling.compute_priors(), sampling.priors_dir())
+        print(f"priors: {', '.join(p.name for p in written)}")
+    for name in args.only or list(TARGETS):
+        target = build_target(name, args.workdir, args.budget, args.fresh_configs)
+        print(f"shipped: {target}")
+    (SHIPPED / "index.json").write_text(json.dumps({"default": DEFAULT}, indent=2) + "\n")
+    size = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
+    print(f"shipped predictors: {size / 1e6:.1f} MB in {SHIPPED}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
