@@ -44,6 +44,7 @@ FOLLOWERS = ("relu", "relu6", "hswish", "sigmoid", "bn", "add", "mul")
 _NEEDS_4D = ("conv", "dwconv", "convtranspose", "bn", "maxpool", "avgpool", "global-avgpool")
 # Test op name → kind in the rules file.
 RULE_KIND = {"reshape": "data-movement"}
+RULES_FILE = "results/fusion_rules.yaml"  # in the workspace
 # Graph nodes that are layout plumbing, not compute.
 _PLUMBING = {"ReorderInput", "ReorderOutput", "Input", "Output", "Parameter", "Result", "Const",
              "Constant", "Reorder", "Convert"}
@@ -262,7 +263,8 @@ def run_fusion_test(ws: Workspace, collector: collect.Collector,
     for a, b in tqdm(pairs_to_test(ops), desc="fusion pairs", disable=not progress, leave=False):
         results.append(tester.pair(a, b, t0))
     multiple = _multiple_consumers(tester, results, t0)
-    out = FusionTestResult(ws.subdir("results") / "fusion_rules.yaml", results, multiple)
+    ws.subdir("results")
+    out = FusionTestResult(ws.path / RULES_FILE, results, multiple)
     write_rules(out, ws)
     for p in out.disagreements():
         log(f"fusion {p.first}→{p.second}: graph says {'fused' if p.graph else 'separate'}, "

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemeter.predictor.regressors import TreeRegressor, to_matrix
+from edgemeter.predictor.regressors import TreeRegressor, make_regressor, to_matrix
 from edgemeter.predictor.training import MIN_ROWS, train_kernel_regressor
 
 # Row columns that are bookkeeping, not features.
@@ -45,6 +45,16 @@ def train_group(rows: Sequence[Mapping[str, Any]], algo: str = "rf", trees: int 
                                                 n_estimators=trees)
     test = np.random.default_rng(seed).permutation(len(rows))[:figures["n_test"]]
     return regressor, figures, [int(i) for i in test]
+
+
+def fit_group(rows: Sequence[Mapping[str, Any]], algo: str = "rf", trees: int = 100,
+              seed: int = 0) -> TreeRegressor:
+    """A regressor on all of ``rows`` (no held-out split: for out-of-fold predictions)."""
+    names = feature_names(rows)
+    table = filled(rows, names)
+    y = np.array([row["latency_ms"] for row in table], dtype=float)
+    return make_regressor(algo, n_estimators=trees, random_state=seed).fit(
+        to_matrix(table, names), y, feature_names=names)
 
 
 def large_errors(regressor: TreeRegressor, rows: Sequence[Mapping[str, Any]],
@@ -95,5 +105,5 @@ def split_by_group(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[
     return groups
 
 
-__all__ = ["MIN_ROWS", "feature_names", "fit_fallback", "fit_model_term", "large_errors",
-           "split_by_group", "train_group"]
+__all__ = ["MIN_ROWS", "feature_names", "fit_fallback", "fit_group", "fit_model_term",
+           "large_errors", "split_by_group", "train_group"]
