@@ -228,31 +228,87 @@ def test_resume_from_checkpoint_skips_measured(tmp_path):
 
 
 # -- offline mode and CLI --------------------------------------------------------------------
-def _stand_in_predictor(model, backend):
-    """TEST STAND-IN for the per-backend kernel predictors: output bytes at a per-backend rate."""
-    from edgemeter.pareto.partition import tensor_bytes
-    sizes = tensor_bytes(model)
-    rate = {ORT: 1e-6, OV32: 2e-6}[backend]
-    return {n.name: sizes.get(n.output[0], 0) * rate for n in model.graph.node}
+@pytest.fixture
+def registry_home(tmp_path, monkeypatch):
+    """An empty predictor registry: no shipped predictors, EDGEMETER_HOME in tmp_path."""
+    from edgemeter.predictor import registry
+
+    monkeypatch.setattr(registry, "shipped_dir", lambda: tmp_path / "shipped")
+    monkeypatch.setenv("EDGEMETER_HOME", str(tmp_path / "home"))
+    return registry
 
 
-def test_offline_measures_only_the_predicted_front(residual, tmp_path):
-    from edgemeter.pareto.offline import offline_search
+def test_node_latencies_split_each_kernel_by_flops(residual, tiny_predictor):
+    from edgemeter.importers import load_graph
+    from edgemeter.pareto.offline import node_latencies
+    from edgemeter.predictor.model import Predictor
+
+    model = prepare_model(residual)
+    predictor = Predictor.from_package(tiny_predictor(ORT)["folder"])
+    times, prediction = node_latencies(predictor, model)
+    assert set(times) == {n.name for n in model.graph.node}
+    # all on one backend: exactly the predictor's whole-model latency
+    assert sum(times.values()) == pytest.approx(prediction.latency_ms)
+    flops = {n.name: n.cost.flops for n in load_graph(model).nodes}
+    fused = [k["nodes"] for k in prediction.kernels if len(k["nodes"]) > 1]
+    assert fused, "onnxruntime's rules fuse conv + relu"
+    for nodes in fused:
+        first = nodes[0]
+        for other in nodes[1:]:
+            assert times[other] / times[first] == pytest.approx(flops[other] / flops[first])
+
+
+def test_find_predictors_by_backend_and_settings(tiny_predictor, registry_home):
+    from edgemeter.errors import ConfigError
+    from edgemeter.pareto.offline import find_predictors
+
+    registry_home.register(tiny_predictor(ORT)["folder"])
+    found, warnings = find_predictors([ORT, OV32])
+    assert found[ORT].label == "tiny-ort 0.1" and OV32 not in found
+    assert warnings == [f"no predictor installed for {OV32}: its latencies come from one "
+                        "profiled run of the model instead"]
+    found, warnings = find_predictors([ORT, OV32], threads=2)
+    assert found[ORT].label == "tiny-ort 0.1"
+    assert any("tiny-ort 0.1 was built with threads=1" in w and "threads=2" in w
+               for w in warnings)
+    ov = tiny_predictor(OV32)["folder"]
+    found, warnings = find_predictors([ORT, OV32, OV16],
+                                      chosen={ORT: "profiled", OV32: str(ov), OV16: str(ov)})
+    assert set(found) == {OV32, OV16} and found[OV32].label == "tiny-ov 0.1"
+    assert warnings == [f"tiny-ov 0.1 predicts {OV32}, used here for {OV16}"]
+    with pytest.raises(ConfigError, match=f"names backend {OV16}, which is not searched"):
+        find_predictors([ORT, OV32], chosen={OV16: str(ov)})
+
+
+def test_offline_calibrates_on_the_anchors_and_measures_only_the_predicted_front(
+        residual, tiny_predictor, tmp_path):
+    from edgemeter.pareto.offline import (PredictorLatency, offline_search, profiled_predictor,
+                                          uniform_ids)
+    from edgemeter.predictor.model import Predictor
 
     model = prepare_model(residual)
     space = build_space(model, [ORT, OV32], "name")
     measured = Study(space, PartitionedEvaluator(residual, space, tmp_path / "w", protocol=QUICK))
-    result = offline_search(model, measured, _stand_in_predictor)
+    # a real predictor for onnxruntime, the profiled run for OpenVINO
+    predict = PredictorLatency({ORT: Predictor.from_package(tiny_predictor(ORT)["folder"])},
+                               profiled_predictor(residual, QUICK))
+    result = offline_search(model, measured, predict)
     summary = result.summary()
     assert result.predicted.measured == space.size          # small space: every one scored
     front = set(result.predicted.archive.front)
-    assert set(measured.solutions) == front | {0, space.size - 1}   # anchors + predicted front
+    anchors = set(uniform_ids(space).values())
+    assert set(measured.solutions) == front | anchors
     assert summary["saved"] == space.size - measured.measured > 0
-    assert summary["hypervolume_ratio"] > 0
-    # memory is calibrated so that the single-backend anchors are predicted closely
-    for ident in (0, space.size - 1):
-        predicted, real = result.predicted.solutions[ident].max_rss, measured.solutions[ident].max_rss
-        assert abs(predicted - real) / real < 0.05
+    assert 0 < summary["hypervolume_ratio"]
+    assert predict.describe([ORT, OV32]) == {
+        ORT: {"source": "tiny-ort 0.1", "coverage": predict.predictions[ORT].coverage},
+        OV32: {"source": "profiled"}}
+    assert summary["anchors"][ORT]["predicted_ms"] > 0
+    # latency and memory are calibrated so that the single-backend anchors are predicted closely
+    for ident in anchors:
+        predicted, real = result.predicted.solutions[ident], measured.solutions[ident]
+        assert predicted.exec_time == pytest.approx(real.exec_time, abs=1e-4)
+        assert abs(predicted.max_rss - real.max_rss) / real.max_rss < 0.05
 
 
 def test_profiled_predictor_maps_runtime_layers_to_nodes(residual):
@@ -278,3 +334,44 @@ def test_cli_writes_the_dump_and_plot(residual, tmp_path):
     main(["pareto", str(residual), "--backends", f"{ORT},{OV32}", "--algo", "random",
           "--budget", "5", "--repeats", "3", "--dump", str(dump), "--resume"])   # 2 more
     assert len(json.loads(dump.read_text())["solutions"]) == 5
+
+
+def test_cli_offline_with_real_predictors(residual, tiny_predictor, registry_home, tmp_path,
+                                          capsys):
+    from edgemeter.cli import main
+
+    # onnxruntime's predictor named on the command line, OpenVINO's found in the registry
+    registry_home.register(tiny_predictor(OV32)["folder"])
+    dump = tmp_path / "offline.json"
+    main(["pareto", str(residual), "--backends", f"{ORT},{OV32}", "--offline", "--repeats", "3",
+          "--predictor", f"{ORT}={tiny_predictor(ORT)['folder']}", "--dump", str(dump)])
+    data = json.loads(dump.read_text())
+    offline = data["offline"]
+    assert {b: v["source"] for b, v in offline["latency"].items()} == {
+        ORT: "tiny-ort 0.1", OV32: "tiny-ov 0.1"}
+    assert all(0 < v["coverage"]["kernels"] <= 1 for v in offline["latency"].values())
+    # measured: the two single-backend anchors and the predicted front, nothing else
+    measured = {s["id"] for s in data["solutions"]} | {s["id"] for s in data["infeasible"]}
+    assert measured == set(offline["predicted_front"]) | {0, 7}
+    assert offline["measured"] == len(measured) and offline["saved"] == 8 - len(measured) > 0
+    assert offline["scored"] == 8 and offline["hypervolume_ratio"] > 0
+    assert set(offline["anchors"]) == {ORT, OV32}
+    out = capsys.readouterr()
+    assert f"{ORT} predicted by tiny-ort 0.1" in out.out and "warning" not in out.err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--offline", "--predictor", "tiny-ort"], "bad --predictor 'tiny-ort': expected BACKEND="),
+    (["--offline", "--predictor", f"{ORT}=a", "--predictor", f"{ORT}=b"], "gives backend"),
+    (["--predictor", f"{ORT}=tiny-ort"], "used by --offline only"),
+    (["--offline", "--predictor", f"{OV16}=tiny-ort"], "not searched"),
+    (["--offline", "--predictor", f"{ORT}=nosuch"], "unknown predictor 'nosuch'"),
+])
+def test_cli_bad_predictor_is_one_line(residual, registry_home, tmp_path, capsys, args, message):
+    from edgemeter.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["pareto", str(residual), "--backends", f"{ORT},{OV32}", *args,
+              "--dump", str(tmp_path / "x.json")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,91 +14,17 @@ from onnx import TensorProto, helper, numpy_helper
 import edgemeter
 from edgemeter.cli import main
 from edgemeter.errors import ConfigError, ModelError
-from edgemeter.predictor import fingerprint, registry
+from edgemeter.predictor import registry
 from edgemeter.predictor.model import Predictor
-from edgemeter.predictor.package import PredictorPackage, regressor_file, save_package
+from edgemeter.predictor.package import regressor_file
 
-RULES_FILE = Path(__file__).parents[1] / "src/edgemeter/data/fusion/onnxruntime-cpu.yaml"
-TRAIN_FAMILIES = ("mobilenetv2", "resnet", "mobilenetv3", "shufflenetv2", "squeezenet")
-
-
-def profile_models(paths: list[Path], runs: int = 20) -> list[dict]:
-    """Measure each model on onnxruntime (1 thread, in this process: fast enough for a test)
-    and attribute its profiled node times to the kernels the onnxruntime rules find."""
-    from edgemeter.backends import get_backend
-    from edgemeter.backends.kernel_times import kernel_times
-    from edgemeter.importers import load_graph
-    from edgemeter.kernels import detect, load_rules
-
-    backend, rules = get_backend("onnxruntime-cpu", threads=1), load_rules("onnxruntime-cpu")
-    profiled = []
-    for path in paths:
-        runner = backend.load(path)
-        for _ in range(5):
-            runner.run()
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            runner.run()
-            times.append(1e3 * (time.perf_counter() - start))
-        node_times = runner.node_times(runs)
-        graph = load_graph(path)
-        kernels = detect(graph, rules)
-        found = kernel_times(graph, kernels, node_times, runner.node_origins())
-        runner.close()
-        # The profiler inflates tiny kernels: keep its shares, take the total from timed runs.
-        median = statistics.median(times)
-        shares = np.array([k["latency_ms"] for k in found.kernels]) / found.total_ms
-        profiled.append({"path": path, "median_ms": median, "kernels": kernels,
-                         "kernel_ms": list(shares * median)})
-    return profiled
-
-
-def build_package(profiled: list[dict], skip_groups: tuple[str, ...] = (), name: str = "tiny-ort",
-                  version: str = "0.1") -> PredictorPackage:
-    """A small real predictor: a 10-tree forest per regressor group on in-context kernel times,
-    the model term fitted on the same models, fallback rates on all kernel rows."""
-    from edgemeter.builder.train import fit_fallback, fit_model_term
-    from edgemeter.kernels.groups import regressor_group
-    from edgemeter.predictor.regressors import make_regressor
-
-    rows: dict[str, list[dict]] = {}
-    for model in profiled:
-        for kernel, ms in zip(model["kernels"], model["kernel_ms"]):
-            if ms > 0:
-                rows.setdefault(regressor_group(kernel.type), []).append(
-                    {**kernel.features, "latency_ms": ms})
-    regressors, data = {}, {}
-    for group, group_rows in sorted(rows.items()):
-        if group in skip_groups or len(group_rows) < 3:
-            continue
-        names = sorted({k for r in group_rows for k in r} - {"latency_ms"})
-        X = np.array([[r.get(n, 0.0) for n in names] for r in group_rows], dtype=float)
-        y = np.array([r["latency_ms"] for r in group_rows])
-        regressors[group] = make_regressor("rf", n_estimators=10, transform="log").fit(X, y, names)
-        data[group] = group_rows
-    package = PredictorPackage(
-        name=name, version=version, backend="onnxruntime-cpu", regressors=regressors,
-        fusion_rules=RULES_FILE.read_text(), training_data=data,
-        runtime_versions=fingerprint.runtime_versions(["onnxruntime"]),
-        fingerprint=fingerprint.current(["onnxruntime"]),
-        extra={"fallback": fit_fallback([r for g in rows.values() for r in g])})
-    # The model term on the training models' own predictions, as a build does.
-    plain = Predictor(package)
-    sums = [plain.kernel_latencies(m["kernels"])[0].sum() for m in profiled]
-    package.extra["model_term"] = fit_model_term(sums, [len(m["kernels"]) for m in profiled],
-                                                 [m["median_ms"] for m in profiled])
-    return package
+from conftest import build_package  # the package builder behind the tiny_predictor fixture
 
 
 @pytest.fixture(scope="module")
-def trained(zoo_onnx, tmp_path_factory) -> dict:
+def trained(tiny_predictor) -> dict:
     """The training models, their profiles and the package saved as a folder."""
-    paths = [zoo_onnx(f) for f in TRAIN_FAMILIES]
-    profiled = profile_models(paths)
-    package = build_package(profiled)
-    folder = save_package(package, tmp_path_factory.mktemp("pkg") / "tiny-ort")
-    return {"paths": paths, "profiled": profiled, "package": package, "folder": folder}
+    return tiny_predictor("onnxruntime-cpu")
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,11 @@ BRUTE_LIMIT = 100_000
 @click.option("--budget", type=int,
               help="Distinct assignments to measure in all (resumed ones count).")
 @click.option("--offline", is_flag=True,
-              help="Predict the front from one profiled run per backend, measure only it.")
+              help="Predict the front with latency predictors, measure only it.")
+@click.option("--predictor", "-p", "predictors", multiple=True, metavar="BACKEND=NAME|PATH",
+              help="With --offline: the predictor (name or package) of a backend, or "
+                   "BACKEND=profiled for one profiled run (repeatable; default: the installed "
+                   "predictor of each backend, else a profiled run).")
 @click.option("--dump", required=True, type=click.Path(dir_okay=False),
               help="Output JSON, also the checkpoint that --resume continues from.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the front as a PNG.")
@@ -37,8 +41,9 @@ BRUTE_LIMIT = 100_000
 @click.option("--workdir", type=click.Path(file_okay=False),
               help="Partition models and plans (default: next to --dump).")
 def pareto(model: str, backends: str, mode: str, algo: str, budget: int | None, offline: bool,
-           dump: str, plot: str | None, resume: bool, checkpoint_every: int, threads: int,
-           rounds: int, repeats: int, seed: int, workdir: str | None) -> None:
+           predictors: tuple[str, ...], dump: str, plot: str | None, resume: bool,
+           checkpoint_every: int, threads: int, rounds: int, repeats: int, seed: int,
+           workdir: str | None) -> None:
     """Search assignments of MODEL's operators to BACKENDS for the Pareto front of latency
     against peak memory, measured on the real runtimes. Ctrl-C saves what is measured; rerun
     with --resume to go on."""
@@ -52,6 +57,18 @@ def pareto(model: str, backends: str, mode: str, algo: str, budget: int | None, 
     from edgemeter.pareto.space import build_space
 
     names = [b.strip() for b in backends.split(",") if b.strip()]
+    chosen = parse_predictors(predictors)
+    if chosen and not offline:
+        raise ConfigError("--predictor is used by --offline only; add --offline")
+    protocol = Protocol(warmup=max(2, repeats // 4), repeats=repeats, rounds=rounds,
+                        max_rounds=rounds)
+    if offline:
+        from edgemeter.pareto.offline import PredictorLatency, find_predictors, profiled_predictor
+
+        found, warnings = find_predictors(names, threads, chosen)
+        for line in warnings:
+            click.echo(f"edgemeter: warning: {line}", err=True)
+        predict = PredictorLatency(found, profiled_predictor(model, protocol, threads))
     prepared = prepare_model(model)
     space = build_space(prepared, names, mode)
     click.echo(f"{Path(model).name}: {space.describe()}", err=True)
@@ -59,8 +76,6 @@ def pareto(model: str, backends: str, mode: str, algo: str, budget: int | None, 
         raise ConfigError(f"{space.size:,} assignments are too many to brute-force: use "
                           "--algo random|nsga2|local with --budget, or --offline")
     dump_path = Path(dump)
-    protocol = Protocol(warmup=max(2, repeats // 4), repeats=repeats, rounds=rounds,
-                        max_rounds=rounds)
     evaluator = PartitionedEvaluator(
         model, space, workdir or dump_path.with_name(dump_path.stem + ".work"),
         protocol=protocol, threads=threads)
@@ -78,11 +93,10 @@ def pareto(model: str, backends: str, mode: str, algo: str, budget: int | None, 
     study.on_solution = progress
     try:
         if offline:
-            from edgemeter.pareto.offline import offline_search, profiled_predictor
+            from edgemeter.pareto.offline import offline_search
 
-            result = offline_search(prepared, study,
-                                    profiled_predictor(model, protocol, threads), budget, seed)
-            study.extra["offline"] = result.summary()
+            result = offline_search(prepared, study, predict, budget, seed)
+            study.extra["offline"] = {**result.summary(), "latency": predict.describe(names)}
         else:
             run_search(study, algo, budget, seed)
     except KeyboardInterrupt:
@@ -100,6 +114,22 @@ def pareto(model: str, backends: str, mode: str, algo: str, budget: int | None, 
         click.echo(f"front plot: {plot}", err=True)
 
 
+def parse_predictors(values: tuple[str, ...]) -> dict[str, str]:
+    """``("BACKEND=NAME|PATH", ...)`` -> {backend: name or path}."""
+    from edgemeter.errors import ConfigError
+
+    chosen: dict[str, str] = {}
+    for value in values:
+        backend, sep, name = (part.strip() for part in value.partition("="))
+        if not (sep and backend and name):
+            raise ConfigError(f"bad --predictor {value!r}: expected BACKEND=NAME|PATH "
+                              "(e.g. openvino-cpu-f32=openvino-cpu-f32-1t)")
+        if backend in chosen:
+            raise ConfigError(f"--predictor gives backend {backend} twice")
+        chosen[backend] = name
+    return chosen
+
+
 def _report(study) -> None:
     data = study.to_dict()
     click.echo(f"measured {study.measured} of {study.space.size:,} assignments "
@@ -112,6 +142,13 @@ def _report(study) -> None:
                    f"{s['partitions']} partition(s)  [{config}]")
     if "offline" in data:
         o = data["offline"]
+        for backend, latency in o["latency"].items():
+            anchor = o["anchors"][backend]
+            coverage = (f", kernel coverage {latency['coverage']['kernels']:.0%}"
+                        if "coverage" in latency else "")
+            click.echo(f"offline: {backend} predicted by {latency['source']}{coverage}; "
+                       f"all on it: predicted {anchor['predicted_ms']:.3f} ms, measured "
+                       f"{anchor['measured_ms']:.3f} ms")
         click.echo(f"offline: scored {o['scored']:,} assignments by prediction, measured "
                    f"{o['measured']} ({o['saved']:,} saved); hypervolume of the measured over the "
                    f"predicted front: {o['hypervolume_ratio']:.3f}")
