@@ -25,6 +25,8 @@ from edgemeter.builder.kernel_models import add_kernel, can_emit, emit, emit_bat
 from edgemeter.builder.onnx_graphs import GraphBuilder
 from edgemeter.builder.workspace import Workspace, load_workspace
 from edgemeter.errors import ConfigError
+from edgemeter.importers import load_graph
+from edgemeter.kernels import detect
 from edgemeter.kernels.groups import regressor_group
 from edgemeter.predictor import PredictorPackage, load_package, save_package
 from edgemeter.predictor.metrics import accuracy
@@ -277,6 +279,8 @@ def measure_configs(ws: Workspace, collector: collect.Collector, rules: Any, per
     model per kernel. A kernel that cannot be emitted or run is skipped (and listed)."""
     folder = ws.subdir("models/kernels")
     configs = [c for c in configs if _emittable(c, collector)]
+    if not per_node:  # timed whole, a model must be one kernel under the rules to be a row
+        configs = [c for c in configs if len(detect(load_graph(emit(c)), rules)) == 1]
     size = ws.build["batch_size"] if per_node else 1
     chunks = [list(configs[i:i + size]) for i in range(0, len(configs), size)]
     rows: list[dict[str, Any]] = []
