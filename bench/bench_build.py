@@ -55,8 +55,10 @@ def main() -> None:
         evaluation = dataset.evaluate(Predictor.from_package(report.package), held_out,
                                       threads=args.threads)
         overall = evaluation.overall
-        results.append({"budget": budget, "wall_s": round(wall), "build_s": round(report.elapsed_s),
-                        "measurements": report.measured + report.reused, "kernel_rows": report.rows,
+        results.append({"budget": budget, "wall_s": round(wall),
+                        "build_s": round(report.elapsed_s),
+                        "measurements": report.measured + report.reused,
+                        "kernel_rows": report.rows,
                         "groups": len(report.groups), "held_out": overall["n"],
                         "within_10": overall["within_10"], "within_5": overall["within_5"],
                         "rmspe": overall["rmspe"]})
@@ -64,9 +66,9 @@ def main() -> None:
 
     print("\nbudget  build s  measurements  kernel rows  groups  held-out  ±10 %  ±5 %  RMSPE %")
     for r in results:
-        print(f"{r['budget']:>6}  {r['build_s']:>7}  {r['measurements']:>12}  {r['kernel_rows']:>11}"
-              f"  {r['groups']:>6}  {r['held_out']:>8}  {r['within_10']:>5.0f}  {r['within_5']:>4.0f}"
-              f"  {r['rmspe']:>7.1f}")
+        print(f"{r['budget']:>6}  {r['build_s']:>7}  {r['measurements']:>12}  "
+              f"{r['kernel_rows']:>11}  {r['groups']:>6}  {r['held_out']:>8}  "
+              f"{r['within_10']:>5.0f}  {r['within_5']:>4.0f}  {r['rmspe']:>7.1f}")
     (args.workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
