@@ -7,10 +7,14 @@ For a MobileNetV2-like and a ResNet-like model (edgemeter.zoo) in name mode:
 2. replay each search algorithm on those measurements (a lookup, as the seed's brute-force
    profiler intends) over several seeds: how many measurements it needs to reach 95% of the
    brute-force HV;
-3. offline mode: one profiled run per backend predicts every assignment; the predicted front is
-   "measured" from the lookup; HV of what was measured over the brute-force HV.
+3. offline mode: per-node latencies predict every assignment, from one profiled run per backend
+   and, where predictors are installed (shipped, registered, or given with --predictor), from
+   the edgemeter predictors (a backend without one falls back to its profiled run), calibrated
+   on the single-backend anchors and not; the predicted front is "measured" from the lookup;
+   HV of what was measured over the brute-force HV.
 
     .venv/bin/python bench/bench_pareto.py [--backends a,b] [--resolution 64] [--out DIR]
+        [--predictor BACKEND=NAME|PATH ...]
 
 Defaults finish in a few minutes on 2 cores (2 backends: 64 + 128 assignments). Brute-force
 dumps are checkpoints: rerunning with the same --out resumes them.
@@ -28,7 +32,9 @@ from edgemeter import zoo
 from edgemeter.backends import Protocol
 from edgemeter.pareto.archive import reference_point
 from edgemeter.pareto.executor import PartitionedEvaluator
-from edgemeter.pareto.offline import hypervolume_ratio, offline_search, profiled_predictor
+from edgemeter.cli.pareto_commands import parse_predictors
+from edgemeter.pareto.offline import (PredictorLatency, find_predictors, hypervolume_ratio,
+                                      offline_search, profiled_predictor)
 from edgemeter.pareto.partition import prepare_model
 from edgemeter.pareto.plot import plot_front
 from edgemeter.pareto.search import Study, brute_force, local_search, nsga2, random_search
@@ -103,24 +109,46 @@ def bench_model(family: str, args, out: Path) -> dict:
     for name, row in needed.items():
         print(f"  {name:7s} {row['median']}  (reached in {row['reached']} runs)")
 
-    start = time.monotonic()
-    replay = Study(space, lookup.__getitem__)
-    result = offline_search(prepared, replay, profiled_predictor(path, protocol))
-    offline_s = time.monotonic() - start
-    measured_front = [lookup[i].objectives for i in result.predicted.archive.front
-                      if lookup[i].feasible]
-    vs_brute = hypervolume_ratio([s.objectives for s in front], measured_front)
-    summary = result.summary()
-    print(f"offline: {len(args.backends)} profiled runs + {summary['measured']} measurements "
-          f"(of {space.size}); HV of the measured predicted front / brute-force HV = "
-          f"{vs_brute:.3f}; / its own predicted HV = {summary['hypervolume_ratio']:.3f} "
-          f"({offline_s:.0f} s)")
+    offline = {"profiled": offline_mode(prepared, space, lookup, front,
+                                        profiled_predictor(path, protocol))}
+    offline["profiled"]["profiled_runs"] = len(args.backends)
+    predictors, warnings = find_predictors(args.backends, chosen=args.predictor)
+    for line in warnings:
+        print(f"  warning: {line}")
+    if predictors:
+        predict = PredictorLatency(predictors, profiled_predictor(path, protocol))
+        for name, calibrate in (("predictors", True), ("predictors-uncalibrated", False)):
+            offline[name] = offline_mode(prepared, space, lookup, front, predict, calibrate)
+            offline[name]["latency"] = predict.describe(args.backends)
+    else:
+        print("  offline with predictors: none installed for these backends")
+    for name, row in offline.items():
+        sources = ", ".join(f"{b}: {v['source']}" for b, v in row.get("latency", {}).items())
+        print(f"offline ({name}{'; ' + sources if sources else ''}): {row['measured']} "
+              f"measurements (of {space.size}); HV of the measured predicted front / brute-force "
+              f"HV = {row['hv_ratio_vs_brute']:.3f}; / its own predicted HV = "
+              f"{row['hypervolume_ratio']:.3f}; anchors predicted/measured: "
+              + ", ".join(f"{b} {a['predicted_ms']:.3f}/{a['measured_ms']:.3f} ms"
+                          for b, a in row["anchors"].items()) + f" ({row['seconds']:.0f} s)")
     return {"model": family, "space": space.describe(), "brute_force_s": round(brute_s, 1),
             "front": [{"id": s.id, "exec_time": s.exec_time, "max_rss": s.max_rss,
                        "config": space.config(s.id)} for s in front],
-            "measurements_to_95pct_hv": needed,
-            "offline": {**{k: summary[k] for k in ("measured", "saved", "hypervolume_ratio")},
-                        "profiled_runs": len(args.backends), "hv_ratio_vs_brute": vs_brute}}
+            "measurements_to_95pct_hv": needed, "offline": offline}
+
+
+def offline_mode(prepared, space, lookup, front, predict, calibrate: bool = True) -> dict:
+    """Offline search replayed on the brute-force measurements: what it measures, and the HV of
+    the measured predicted front against the brute-force front and its own prediction."""
+    start = time.monotonic()
+    result = offline_search(prepared, Study(space, lookup.__getitem__), predict,
+                            calibrate=calibrate)
+    measured_front = [lookup[i].objectives for i in result.predicted.archive.front
+                      if lookup[i].feasible]
+    summary = result.summary()
+    return {**{k: summary[k] for k in ("measured", "saved", "hypervolume_ratio", "anchors")},
+            "hv_ratio_vs_brute": hypervolume_ratio([s.objectives for s in front],
+                                                   measured_front),
+            "seconds": round(time.monotonic() - start, 1)}
 
 
 def main() -> None:
@@ -131,8 +159,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per assignment")
     parser.add_argument("--seeds", type=int, default=10, help="replays per algorithm")
     parser.add_argument("--out", type=Path, help="results folder (default: a temporary one)")
+    parser.add_argument("--predictor", action="append", default=[], metavar="BACKEND=NAME|PATH",
+                        help="predictor of a backend for the offline mode (repeatable; default: "
+                             "the installed one)")
     args = parser.parse_args()
     args.backends = args.backends.split(",")
+    args.predictor = parse_predictors(tuple(args.predictor))
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-pareto-"))
     out.mkdir(parents=True, exist_ok=True)
     results = [bench_model(family, args, out) for family in args.models.split(",")]

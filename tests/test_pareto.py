@@ -301,7 +301,8 @@ def test_offline_calibrates_on_the_anchors_and_measures_only_the_predicted_front
     assert summary["saved"] == space.size - measured.measured > 0
     assert 0 < summary["hypervolume_ratio"]
     assert predict.describe([ORT, OV32]) == {
-        ORT: {"source": "tiny-ort 0.1", "coverage": predict.predictions[ORT].coverage},
+        ORT: {"source": "tiny-ort 0.1", "coverage": predict.predictions[ORT].coverage,
+              "warnings": predict.predictions[ORT].warnings},
         OV32: {"source": "profiled"}}
     assert summary["anchors"][ORT]["predicted_ms"] > 0
     # latency and memory are calibrated so that the single-backend anchors are predicted closely

@@ -269,12 +269,14 @@ class PredictorLatency:
         return predictor.label if predictor is not None else PROFILED
 
     def describe(self, backends: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Per backend: its source and, for a predictor, its coverage of this model."""
+        """Per backend: its source and, for a predictor, its coverage of this model and its
+        warnings (kernels left to the fallback, another build machine)."""
         out = {}
         for backend in backends:
             prediction = self.predictions.get(backend)
-            out[backend] = {"source": self.source(backend),
-                            **({"coverage": prediction.coverage} if prediction else {})}
+            out[backend] = {"source": self.source(backend), **(
+                {"coverage": prediction.coverage, "warnings": prediction.warnings}
+                if prediction else {})}
         return out
 
 
