@@ -17,6 +17,7 @@ is not retried, it is listed).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,12 +45,13 @@ class Collector:
     protocol: Protocol
     canary: Path | None = None            # a model the backend ran: is it still working?
     measured: int = 0                     # fresh measurements this session
-    reused: int = 0                       # measurements found in the store instead
+    reused: int = 0                       # measurements an earlier run left in the store
     failures: dict[str, str] = field(default_factory=dict)   # model -> error
     _consecutive_failures: int = 0
 
     def __post_init__(self) -> None:
         self.settings = get_backend(self.backend, **self.config).settings()
+        self._session_start = time.time()
 
     def measure(self, path: Path, profile: bool) -> Measurement:
         """The stored measurement of ``path`` if there is one (a failed one too), else a fresh
@@ -57,11 +59,12 @@ class Collector:
         from edgemeter.backends.protocol import file_sha256
 
         key = measurement_key(file_sha256(path), self.backend, self.settings, profile)
-        row = self.store.db.execute("SELECT data FROM measurements WHERE key = ? "
+        row = self.store.db.execute("SELECT data, created FROM measurements WHERE key = ? "
                                     "ORDER BY ok DESC, id DESC LIMIT 1", (key,)).fetchone()
         if row:
             m = Measurement.from_dict(json.loads(row[0]))
-            self.reused += 1
+            # Reused: measured by an earlier (interrupted) run, not looked up again in this one.
+            self.reused += int(row[1] < self._session_start)
         else:
             m = measure(path, self.backend, self.config, self.protocol, profile=profile)
             self.store.add(m)
