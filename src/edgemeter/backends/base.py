@@ -56,7 +56,7 @@ class Runner(ABC):
         raise ConfigError(f"{type(self).__name__} cannot run on given inputs")
 
     def node_times(self, runs: int) -> dict[str, float] | None:
-        """Mean per-node (or per-layer) time in ms over ``runs`` profiled inferences, from the
+        """Median per-node (or per-layer) time in ms over ``runs`` profiled inferences, from the
         runtime's own profiler; keys are ONNX node names where the runtime keeps them. None when
         the runtime exposes no per-node times."""
         return None
@@ -64,6 +64,11 @@ class Runner(ABC):
     def node_origins(self) -> dict[str, list[str]] | None:
         """Runtime node -> names of the model's nodes it executes, where the runtime records
         them (fused layers); None when it does not. Maps node times back to kernels."""
+        return None
+
+    def node_inputs(self) -> dict[str, list[str]] | None:
+        """Runtime node -> the runtime nodes feeding it, in the graph the runtime executes; None
+        when it does not expose it. Charges the nodes it inserts (layout reorders) to kernels."""
         return None
 
     def close(self) -> None:

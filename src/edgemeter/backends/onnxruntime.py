@@ -1,6 +1,7 @@
 """onnxruntime on the CPU execution provider."""
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import tempfile
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edgemeter.backends.base import Backend, Option, Runner, onnx_inputs
+from edgemeter.backends.kernel_times import median_node_times
 from edgemeter.errors import ModelError
 
 # Option value -> onnxruntime GraphOptimizationLevel member.
@@ -62,7 +64,9 @@ class OnnxRuntimeRunner(Runner):
         self.backend, self.model_path = backend, model_path
         self.inputs = onnx_inputs(model_path)
         self.session = backend.session(model_path)
-        self.origins: dict[str, list[str]] | None = None  # set by node_times
+        # Set by node_times, from the graph its profiled session runs.
+        self.origins: dict[str, list[str]] | None = None
+        self.inputs_of: dict[str, list[str]] | None = None
 
     def run(self) -> None:
         self.session.run(None, self.inputs)
@@ -72,41 +76,55 @@ class OnnxRuntimeRunner(Runner):
         return dict(zip(names, self.session.run(names, inputs)))
 
     def node_times(self, runs: int) -> dict[str, float]:
-        """Mean per-node kernel time from onnxruntime's profiler, in a separate profiled session
-        (the profiler slows node-heavy models, so timed runs never use it). Nodes onnxruntime
-        fused are reported under the fused node's name."""
+        """Median per-node kernel time over ``runs`` from onnxruntime's profiler, in a separate
+        profiled session (the profiler slows node-heavy models, so timed runs never use it).
+        Nodes onnxruntime fused are reported under the fused node's name."""
         with tempfile.TemporaryDirectory(prefix="edgemeter-ort-") as tmp:
             optimized = os.path.join(tmp, "optimized.onnx")
             session = self.backend.session(self.model_path, os.path.join(tmp, "profile"),
                                            optimized)
-            self.origins = optimized_origins(optimized)
+            self.origins, self.inputs_of = optimized_graph(optimized)
             for _ in range(runs + 1):  # the first run warms up and is dropped
                 session.run(None, self.inputs)
             events = json.loads(Path(session.end_profiling()).read_text())
-        runs_done = sorted(e["ts"] + e["dur"] for e in events if e.get("name") == "model_run")
-        warm = runs_done[0]
-        totals: dict[str, float] = defaultdict(float)
-        for e in events:
-            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] > warm:
-                totals[e["name"].removesuffix("_kernel_time")] += e["dur"] / 1000
-        return {node: total / runs for node, total in totals.items()}
+        return median_node_times(per_run_node_times(events)[1:])
 
     def node_origins(self) -> dict[str, list[str]] | None:
         return self.origins
+
+    def node_inputs(self) -> dict[str, list[str]] | None:
+        return self.inputs_of
 
     def close(self) -> None:
         self.session = None
 
 
-def optimized_origins(path: str) -> dict[str, list[str]]:
-    """Node -> its name and output tensors in the graph onnxruntime runs. Fused nodes get new
-    names (``Gelu``, ``SkipLayerNormalization``) but write the original output tensors."""
+def per_run_node_times(events: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Per-node kernel ms of each ``model_run`` in an onnxruntime profile, in run order."""
+    runs = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")
+    per_run: list[dict[str, float]] = [defaultdict(float) for _ in runs]
+    starts = [start for start, _ in runs]
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            i = bisect.bisect_right(starts, e["ts"]) - 1
+            if i >= 0 and e["ts"] <= runs[i][1]:
+                per_run[i][e["name"].removesuffix("_kernel_time")] += e["dur"] / 1000
+    return [dict(run) for run in per_run]
+
+
+def optimized_graph(path: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The graph onnxruntime runs: node -> its name and output tensors (origins; fused nodes
+    get new names, ``Gelu``, but write the original output tensors), and node -> the nodes
+    feeding it (inputs)."""
     import onnx
 
     graph = onnx.load(path, load_external_data=False).graph
+    producer = {out: node.name for node in graph.node for out in node.output}
     # Layout reorders are onnxruntime's own work, not the model's, whatever tensor they write.
-    return {node.name: [] if node.op_type in _REORDERS else [node.name, *node.output]
-            for node in graph.node}
+    origins = {node.name: [] if node.op_type in _REORDERS else [node.name, *node.output]
+               for node in graph.node}
+    inputs = {node.name: [producer[t] for t in node.input if t in producer] for node in graph.node}
+    return origins, inputs
 
 
 _REORDERS = ("ReorderInput", "ReorderOutput")

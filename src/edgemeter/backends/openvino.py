@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from edgemeter.backends.base import Backend, Runner, onnx_inputs
+from edgemeter.backends.kernel_times import median_node_times
 from edgemeter.errors import ConfigError, ModelError
 
 
@@ -70,7 +71,9 @@ class OpenVINORunner(Runner):
         self.backend, self.model_path = backend, model_path
         self.inputs = list(onnx_inputs(model_path).values())
         self.request = backend.compile(model_path).create_infer_request()
-        self.origins: dict[str, list[str]] | None = None  # set by node_times
+        # Set by node_times, from the runtime model it profiles.
+        self.origins: dict[str, list[str]] | None = None
+        self.inputs_of: dict[str, list[str]] | None = None
 
     def run(self) -> None:
         self.request.infer(self.inputs)
@@ -82,36 +85,45 @@ class OpenVINORunner(Runner):
         return {name: value for out, value in results.items() for name in out.get_names()}
 
     def node_times(self, runs: int) -> dict[str, float]:
-        """Mean real time per executed layer from OpenVINO's perf counters, keyed by the layer's
-        friendly name: the ONNX node name, with suffixes such as ``/WithoutBiases`` where
-        OpenVINO split a node. Layers fused into another are NOT_RUN and left out."""
+        """Median real time per executed layer over ``runs`` from OpenVINO's perf counters,
+        keyed by the layer's friendly name: the ONNX node name, with suffixes such as
+        ``/WithoutBiases`` where OpenVINO split a node. Layers fused into another are NOT_RUN
+        and left out."""
         compiled = self.backend.compile(self.model_path, profile=True)
-        # Names OpenVINO generates (MVN_59) differ between compilations: origins come from this one.
-        self.origins = runtime_origins(compiled)
+        # Names OpenVINO generates (MVN_59) differ between compilations: the runtime model's
+        # origins and edges come from this one.
+        self.origins, self.inputs_of = runtime_graph(compiled)
         request = compiled.create_infer_request()
         request.infer(self.inputs)  # warm-up
-        totals: dict[str, float] = {}
+        per_run = []
         for _ in range(runs):
             request.infer(self.inputs)
-            for layer in request.get_profiling_info():
-                if layer.status.name == "EXECUTED":
-                    ms = layer.real_time.total_seconds() * 1000
-                    totals[layer.node_name] = totals.get(layer.node_name, 0.0) + ms
-        return {name: total / runs for name, total in totals.items()}
+            per_run.append({layer.node_name: layer.real_time.total_seconds() * 1000
+                            for layer in request.get_profiling_info()
+                            if layer.status.name == "EXECUTED"})
+        return median_node_times(per_run)
 
     def node_origins(self) -> dict[str, list[str]] | None:
         return self.origins
+
+    def node_inputs(self) -> dict[str, list[str]] | None:
+        return self.inputs_of
 
     def close(self) -> None:
         self.request = None
 
 
-def runtime_origins(compiled) -> dict[str, list[str]]:
-    """Each runtime layer's ``originalLayersNames``: the model's layers fused into it (empty for
-    the reorders and converts the plugin inserts)."""
-    return {op.get_friendly_name():
-            [n for n in op.get_rt_info()["originalLayersNames"].astype(str).split(",") if n]
-            for op in compiled.get_runtime_model().get_ordered_ops()}
+def runtime_graph(compiled) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The runtime model: each layer's ``originalLayersNames``, the model's layers fused into it
+    (empty for the reorders and converts the plugin inserts), and the layers feeding it."""
+    ops = compiled.get_runtime_model().get_ordered_ops()
+    origins = {op.get_friendly_name():
+               [n for n in op.get_rt_info()["originalLayersNames"].astype(str).split(",") if n]
+               for op in ops}
+    inputs = {op.get_friendly_name():
+              [i.get_source_output().get_node().get_friendly_name() for i in op.inputs()]
+              for op in ops}
+    return origins, inputs
 
 
 def _first_line(exc: Exception) -> str:

@@ -80,6 +80,7 @@ class Measurement:
     profiled: bool = False              # per-node times were asked for
     node_times_ms: dict[str, float] | None = None
     node_origins: dict[str, list[str]] | None = None  # runtime node -> model nodes it runs
+    node_inputs: dict[str, list[str]] | None = None   # runtime node -> runtime nodes feeding it
     max_rss_kb: int | None = None       # peak resident memory of the measuring processes
     error: str | None = None
     protocol: dict[str, Any] = field(default_factory=dict)
@@ -235,6 +236,7 @@ def measure(model_path: str | Path, backend_name: str, config: dict[str, Any] | 
                                      "profile_runs": protocol.profile_runs}, protocol.timeout_s)
             result.node_times_ms = out["node_times_ms"]
             result.node_origins = out.get("node_origins")
+            result.node_inputs = out.get("node_inputs")
     except RoundFailed as exc:
         result.error = str(exc)
     return result

@@ -33,10 +33,11 @@ def run_round(payload: dict[str, Any]) -> dict[str, Any]:
             samples.append((time.perf_counter() - start) * 1000)
         node_times = runner.node_times(payload["profile_runs"]) if payload["profile_runs"] else None
         origins = runner.node_origins() if payload["profile_runs"] else None
+        inputs = runner.node_inputs() if payload["profile_runs"] else None
     finally:
         runner.close()
     return {"samples_ms": samples, "env": env, "node_times_ms": node_times,
-            "node_origins": origins, "max_rss_kb": peak_rss_kb()}
+            "node_origins": origins, "node_inputs": inputs, "max_rss_kb": peak_rss_kb()}
 
 
 def peak_rss_kb() -> int:

@@ -99,7 +99,7 @@ def kernel_rows(path: Path, m: Measurement, rules: Any, source: str) -> list[Row
 
     graph = load_graph(path)
     kernels = detect(graph, rules)
-    times = kernel_times(graph, kernels, m.node_times_ms or {}, m.node_origins)
+    times = kernel_times(graph, kernels, m.node_times_ms or {}, m.node_origins, m.node_inputs)
     if not times.total_ms or not m.median_ms:
         return []
     scale = m.median_ms / times.total_ms

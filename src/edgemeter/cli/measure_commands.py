@@ -85,6 +85,7 @@ def measurement_json(m: Any) -> dict[str, Any]:
             "round_medians_ms": m.round_medians_ms, "samples": m.samples_ms, "env": m.env,
             "kernels": times.kernels if times else [],
             "unattributed_ms": times.unattributed_ms if times else None,
+            "reattributed_ms": times.reattributed_ms if times else None,
             "node_times_ms": m.node_times_ms, "error": m.error}
 
 
@@ -117,6 +118,10 @@ def format_table(m: Any) -> str:
         for name, ms in sorted(rows, key=lambda row: -row[1]):
             lines.append(f"  {name:<{width}}  {ms:>9.4f}  {100 * ms / total:5.1f}%")
         lines.append(f"  {'profiled sum':<{width}}  {total:>9.4f}")
+        if times and times.reattributed_ms:
+            lines.append(f"  (kernel times include {times.reattributed_ms:.4f} ms, "
+                         f"{100 * times.reattributed_ms / total:.1f}%, of runtime-inserted nodes "
+                         "charged to the kernel they feed)")
     elif m.profiled:
         lines.append("  (this backend exposes no per-node times)")
     return "\n".join(lines)
