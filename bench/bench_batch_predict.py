@@ -70,7 +70,7 @@ def main() -> None:
           "| sklearn predict (rows/s) | edgemeter / sklearn |")
     print("|---|---:|---:|---:|---:|---:|")
     X_new, _ = conv_rows(20000, rng)
-    batches = [(f"distinct", X_new[:n]) for n in (1, 10, 100, 1000, 10000)]
+    batches = [("distinct", X_new[:n]) for n in (1, 10, 100, 1000, 10000)]
     # NAS-like: 20,000 kernel rows drawn from 500 distinct configurations.
     batches.append(("NAS-like (500 distinct)", X_new[rng.integers(0, 500, 20000)]))
     for label, X in batches:
@@ -93,8 +93,8 @@ def whole_models(args: argparse.Namespace, rng: np.random.Generator, n_types: in
         X_train, y_train, feature_names=FEATURES) for t in range(n_types)}
     batch = KernelBatchPredictor(regressors)
     pool, _ = conv_rows(300, rng)
-    print(f"\n| models | kernel rows | sklearn per type (models/s) | edgemeter per type "
-          f"(models/s) | edgemeter one pass (models/s) |")
+    print("\n| models | kernel rows | sklearn per type (models/s) | edgemeter per type "
+          "(models/s) | edgemeter one pass (models/s) |")
     print("|---:|---:|---:|---:|---:|")
     for n_models in (1, 1000):
         per_type = kernels_per_model * n_models // n_types

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgemeter.graph import Graph, Node
+from edgemeter.graph import Graph
 from edgemeter.kernels.features import kernel_features
 from edgemeter.kernels.kinds import node_kind
 from edgemeter.kernels.rules import FusionRules, Pattern, Step

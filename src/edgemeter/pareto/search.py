@@ -222,7 +222,6 @@ def nsga2(study: Study, budget: int, seed: int = 0, pop_size: int | None = None,
 
 def _random_reset():
     """pymoo mutation: each variable, with probability 1/n_var, takes a random other choice."""
-    import numpy as np
     from pymoo.core.mutation import Mutation
 
     class RandomReset(Mutation):
