@@ -14,7 +14,7 @@ from edgemeter.errors import ConfigError
 from edgemeter.predictor.package import save_package
 from edgemeter.store import Store
 
-from test_predict import build_package, profile_models
+from conftest import build_package, profile_models  # shared with test_predict and test_pareto
 
 FAMILIES = ["squeezenet", "mobilenetv1"]
 
