@@ -132,7 +132,7 @@ def test_load_predictor_by_name_and_path(trained, tmp_path, monkeypatch):
     by_name = edgemeter.load_predictor("tiny-ort", "0.1")
     assert by_name.label == "tiny-ort 0.1"
     assert edgemeter.load_predictor(trained["folder"]).label == "tiny-ort 0.1"
-    with pytest.raises(ConfigError, match="available: tiny-ort 0.1"):
+    with pytest.raises(ConfigError, match=r"available: .*tiny-ort 0\.1"):
         edgemeter.load_predictor("nosuch")
     with pytest.raises(ConfigError, match="available: 0.1"):
         edgemeter.load_predictor("tiny-ort", "9.9")
