@@ -46,6 +46,10 @@ class Option:
 class Runner(ABC):
     """A model loaded in a runtime, with fixed random inputs: ``run()`` is one inference."""
 
+    # The runtime's own graph, filled by runners whose profiler reports it (see node_origins).
+    origins: dict[str, list[str]] | None = None
+    inputs_of: dict[str, list[str]] | None = None
+
     @abstractmethod
     def run(self) -> None:
         """Run one inference on the fixed inputs and wait for its outputs."""
@@ -64,12 +68,12 @@ class Runner(ABC):
     def node_origins(self) -> dict[str, list[str]] | None:
         """Runtime node -> names of the model's nodes it executes, where the runtime records
         them (fused layers); None when it does not. Maps node times back to kernels."""
-        return None
+        return self.origins
 
     def node_inputs(self) -> dict[str, list[str]] | None:
         """Runtime node -> the runtime nodes feeding it, in the graph the runtime executes; None
         when it does not expose it. Charges the nodes it inserts (layout reorders) to kernels."""
-        return None
+        return self.inputs_of
 
     def close(self) -> None:
         """Release the runtime's resources (profiling files, sessions)."""

@@ -65,8 +65,6 @@ class OnnxRuntimeRunner(Runner):
         self.inputs = onnx_inputs(model_path)
         self.session = backend.session(model_path)
         # Set by node_times, from the graph its profiled session runs.
-        self.origins: dict[str, list[str]] | None = None
-        self.inputs_of: dict[str, list[str]] | None = None
 
     def run(self) -> None:
         self.session.run(None, self.inputs)
@@ -88,12 +86,6 @@ class OnnxRuntimeRunner(Runner):
                 session.run(None, self.inputs)
             events = json.loads(Path(session.end_profiling()).read_text())
         return median_node_times(per_run_node_times(events)[1:])
-
-    def node_origins(self) -> dict[str, list[str]] | None:
-        return self.origins
-
-    def node_inputs(self) -> dict[str, list[str]] | None:
-        return self.inputs_of
 
     def close(self) -> None:
         self.session = None

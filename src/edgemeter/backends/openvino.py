@@ -72,8 +72,6 @@ class OpenVINORunner(Runner):
         self.inputs = list(onnx_inputs(model_path).values())
         self.request = backend.compile(model_path).create_infer_request()
         # Set by node_times, from the runtime model it profiles.
-        self.origins: dict[str, list[str]] | None = None
-        self.inputs_of: dict[str, list[str]] | None = None
 
     def run(self) -> None:
         self.request.infer(self.inputs)
@@ -102,12 +100,6 @@ class OpenVINORunner(Runner):
                             for layer in request.get_profiling_info()
                             if layer.status.name == "EXECUTED"})
         return median_node_times(per_run)
-
-    def node_origins(self) -> dict[str, list[str]] | None:
-        return self.origins
-
-    def node_inputs(self) -> dict[str, list[str]] | None:
-        return self.inputs_of
 
     def close(self) -> None:
         self.request = None
