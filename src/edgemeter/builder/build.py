@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,14 +126,8 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
             # 1. zoo models: whole medians (model term) and, with per-node times, kernel rows
             variants = collect.zoo_variants(families, cfg["zoo_train_variants"], cfg["zoo_seed"])
             with bar(len(variants), "zoo models") as pbar:
-                for name, family, variant in variants:
-                    if clock.used() > ZOO_SHARE:
-                        break
-                    path = collect.export_variant(zoo_dir, name, family, variant)
-                    m = collector.measure(path, profile=per_node)
-                    pbar.update()
-                    if not m.ok:
-                        continue
+                for name, path, m in _measure_variants(collector, variants, zoo_dir, per_node,
+                                                       clock, ZOO_SHARE, pbar):
                     records.append(collect.model_record(name, path, m, rules))
                     if per_node:
                         rows += collect.kernel_rows(path, m, rules, name)
@@ -356,6 +350,20 @@ def make_package(ws: Workspace, rules_path: Path, regressors: dict[str, Any],
                "backend_settings": collector.settings})
 
 
+def _measure_variants(collector: collect.Collector, variants: list, folder: Path, profile: bool,
+                      clock: _Clock, share: float, pbar: Any) -> Iterator[tuple[str, Path, Any]]:
+    """Export and measure zoo variants while the budget's ``share`` lasts; yield those that ran
+    as ``(name, path, measurement)``."""
+    for name, family, variant in variants:
+        if clock.used() > share:
+            break
+        path = collect.export_variant(folder, name, family, variant)
+        m = collector.measure(path, profile=profile)
+        pbar.update()
+        if m.ok:
+            yield name, path, m
+
+
 def evaluate(ws: Workspace, collector: collect.Collector, predictor: Predictor,
              families: list[str], clock: _Clock, bar: Callable[..., Any],
              report: BuildReport) -> None:
@@ -366,14 +374,8 @@ def evaluate(ws: Workspace, collector: collect.Collector, predictor: Predictor,
     folder = ws.subdir("models/zoo-eval")
     true, pred = [], []
     with bar(len(variants), "held-out models") as pbar:
-        for name, family, variant in variants:
-            if clock.used() > 1.0:
-                break
-            path = collect.export_variant(folder, name, family, variant)
-            m = collector.measure(path, profile=False)
-            pbar.update()
-            if not m.ok:
-                continue
+        for name, path, m in _measure_variants(collector, variants, folder, False, clock, 1.0,
+                                               pbar):
             predicted = predictor.predict(path).latency_ms
             true.append(m.median_ms)
             pred.append(predicted)
