@@ -179,7 +179,8 @@ class Predictor:
         """The package's fallback rates; a package without them cannot predict ``kernel_types``
         (never guessed as zero)."""
         if self._fallback is None:
-            raise ModelError(f"{self.package.label} has no regressor for {', '.join(sorted(set(kernel_types)))} "
+            missing = ", ".join(sorted(set(kernel_types)))
+            raise ModelError(f"{self.package.label} has no regressor for {missing} "
                              "and no fallback rates (extra.fallback) to estimate them")
         return self._fallback
 
@@ -207,7 +208,7 @@ class Predictor:
 
     def kernel_latencies(self, kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray]:
         """Raw predicted ms of each kernel (before the model term's scale) and whether a trained
-        regressor covered it. Kernels are grouped per regressor: one call per group."""
+        regressor covered it, all regressors in one merged pass."""
         ms = np.empty(len(kernels))
         covered = np.zeros(len(kernels), dtype=bool)
         by_group: dict[str, list[int]] = {}
@@ -215,6 +216,8 @@ class Predictor:
             by_group.setdefault(self.group(kernel.type), []).append(i)
         regressors = self.package.regressors
         uncovered: list[int] = []
+        matrices: dict[str, np.ndarray] = {}
+        slots: dict[str, list[int]] = {}
         for group, index in by_group.items():
             regressor = regressors.get(group)
             if regressor is None:
@@ -224,10 +227,13 @@ class Predictor:
             # here is far cheaper than predicting (or sorting) the repeats.
             distinct: dict[tuple, int] = {}
             row = _row_reader(regressor.feature_names_)
-            slot = [distinct.setdefault(row(kernels[i].features), len(distinct)) for i in index]
-            X = np.array(list(distinct), dtype=np.float64).reshape(len(distinct), -1)
-            ms[index] = regressor.predict(X)[slot]
-            covered[index] = True
+            slots[group] = [distinct.setdefault(row(kernels[i].features), len(distinct))
+                            for i in index]
+            matrices[group] = np.array(list(distinct), dtype=np.float64).reshape(len(distinct), -1)
+        # Every group's trees walk together in one merged forest: one pass per call, not per group.
+        for group, predicted in self.package.batch.predict(matrices).items():
+            ms[by_group[group]] = predicted[slots[group]]
+            covered[by_group[group]] = True
         if uncovered:
             flops = np.array([kernels[i].features.get("FLOPS", 0.0) for i in uncovered], float)
             nbytes = np.array([kernels[i].features.get("BYTES", 0.0) for i in uncovered], float)
