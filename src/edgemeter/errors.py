@@ -1,4 +1,6 @@
 """Errors a user can cause. The CLI turns each into one line on stderr and exit code 2."""
+import importlib
+from types import ModuleType
 
 
 class EdgemeterError(Exception):
@@ -19,3 +21,11 @@ class MissingExtraError(EdgemeterError):
     def __init__(self, package: str, extra: str):
         super().__init__(f"{package} is not installed: pip install 'edgemeter[{extra}]'")
         self.package, self.extra = package, extra
+
+
+def import_extra(module: str, package: str, extra: str) -> ModuleType:
+    """Import an optional dependency, or raise MissingExtraError naming the pip extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(package, extra) from None

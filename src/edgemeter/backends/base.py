@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
-from edgemeter.errors import ConfigError, MissingExtraError, ModelError
+from edgemeter.errors import ConfigError, ModelError, import_extra
 
 
 @dataclass(frozen=True)
@@ -116,10 +116,7 @@ class Backend(ABC):
 
     def runtime(self) -> ModuleType:
         """Import the runtime, or say which extra provides it."""
-        try:
-            return importlib.import_module(self.requires)
-        except ImportError:
-            raise MissingExtraError(self.requires, self.extra or "all") from None
+        return import_extra(self.requires, self.requires, self.extra or "all")
 
     def environment(self) -> dict[str, Any]:
         """The machine and runtime this backend measures on."""

@@ -45,18 +45,15 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 from edgemeter.converters.layout import NCHW_TO_NHWC, NHWC_AXIS, NHWC_TO_NCHW, same_pads
-from edgemeter.errors import MissingExtraError, ModelError
+from edgemeter.errors import ModelError, import_extra
 
 FLOAT_LOWEST = float(np.finfo(np.float32).min)
 
 
 def onnx_to_tflite(model: str | Path | onnx.ModelProto, out_path: str | Path) -> Path:
     """Convert an ONNX model (path or ModelProto) to a float32 .tflite file at ``out_path``."""
-    try:
-        import flatbuffers
-        from ai_edge_litert import schema_py_generated as fb
-    except ImportError:
-        raise MissingExtraError("ai-edge-litert", "litert") from None
+    flatbuffers = import_extra("flatbuffers", "ai-edge-litert", "litert")
+    fb = import_extra("ai_edge_litert.schema_py_generated", "ai-edge-litert", "litert")
     proto = prepare(_load(model))
     model_t = _Converter(proto, fb).convert()
     builder = flatbuffers.Builder(1024)

@@ -33,7 +33,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgemeter.converters.layout import NCHW_AXIS, NHWC_TO_NCHW, same_pads, to_nchw
-from edgemeter.errors import MissingExtraError, ModelError
+from edgemeter.errors import ModelError, import_extra
 from edgemeter.graph import Graph, Node, Tensor
 
 # Constants up to this many elements keep their value (axes, shapes, clip bounds).
@@ -57,10 +57,7 @@ ACTIVATIONS = {1: ("RELU", "Relu", None), 2: ("RELU_N1_TO_1", "Clip", (-1.0, 1.0
 
 def import_tflite(path: str | Path) -> Graph:
     """Import a .tflite file (its main subgraph) as a Graph in ONNX vocabulary and NCHW."""
-    try:
-        import tflite
-    except ImportError:
-        raise MissingExtraError("tflite", "litert") from None
+    tflite = import_extra("tflite", "tflite", "litert")
     path = Path(path)
     buf = path.read_bytes()
     if len(buf) < 8 or buf[4:8] != b"TFL3":

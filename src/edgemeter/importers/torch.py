@@ -9,7 +9,7 @@ import io
 import warnings
 from typing import Any
 
-from edgemeter.errors import ConfigError, MissingExtraError, ModelError
+from edgemeter.errors import ConfigError, ModelError, import_extra
 from edgemeter.graph import Graph
 
 OPSET = 17
@@ -23,10 +23,7 @@ def import_torch(module: Any, input_shapes: dict[str, list[int]] | None = None,
     shapes in ``input_shapes``: ``{"": dims}`` or ``{name: dims}`` for one input, one entry per
     input (in ``forward``'s order) for several; the names become the graph's input names.
     """
-    try:
-        import torch
-    except ImportError:
-        raise MissingExtraError("torch", "torch") from None
+    torch = import_extra("torch", "torch", "torch")
     import onnx
 
     from edgemeter.importers.onnx import import_onnx

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike
 
-from edgemeter.errors import ConfigError, MissingExtraError, ModelError
+from edgemeter.errors import ConfigError, ModelError, import_extra
 
 FORMAT = "edgemeter-regressor/1"
 # Pairs (row, tree) walked at once: working arrays stay around 10 MB, whatever the batch size.
@@ -443,7 +443,7 @@ class ForestRegressor(TreeRegressor):
         self.max_features = max_features
 
     def _sklearn_model(self) -> Any:
-        ensemble = _sklearn_ensemble()
+        ensemble = import_extra("sklearn.ensemble", "scikit-learn", "train")
         return ensemble.RandomForestRegressor(
             n_estimators=self.n_estimators, max_depth=self.max_depth,
             min_samples_leaf=self.min_samples_leaf, max_features=self.max_features,
@@ -477,7 +477,7 @@ class BoostingRegressor(TreeRegressor):
         self.subsample = subsample
 
     def _sklearn_model(self) -> Any:
-        ensemble = _sklearn_ensemble()
+        ensemble = import_extra("sklearn.ensemble", "scikit-learn", "train")
         return ensemble.GradientBoostingRegressor(
             n_estimators=self.n_estimators, learning_rate=self.learning_rate,
             max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
@@ -542,10 +542,3 @@ def _check_X(X: ArrayLike) -> np.ndarray:
         raise ValueError("X contains NaN or infinite values")
     return X
 
-
-def _sklearn_ensemble() -> Any:
-    try:
-        from sklearn import ensemble
-    except ImportError:
-        raise MissingExtraError("scikit-learn", "train") from None
-    return ensemble

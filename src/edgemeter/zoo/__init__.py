@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemeter.errors import ConfigError, MissingExtraError
+from edgemeter.errors import ConfigError, import_extra
 from edgemeter.zoo.families import FAMILIES, Family, Space, Variant
 
 __all__ = ["FAMILIES", "Family", "Space", "Variant", "build", "export_onnx", "get_family",
@@ -45,7 +45,7 @@ def build(family: str, variant: Variant | None = None) -> tuple[Any, tuple[int, 
         raise ConfigError(f"unknown variant keys for '{family}': {', '.join(sorted(unknown))}"
                           f" (known: {', '.join(sorted(fam.default))})")
     full = fam.default | (variant or {})
-    torch = _torch()
+    torch = import_extra("torch", "torch", "torch")
     torch.manual_seed(0)  # deterministic weights: the same variant gives the same ONNX file
     module = fam.build(**full).eval()
     return module, (1, 3, full["resolution"], full["resolution"])
@@ -55,7 +55,7 @@ def export_onnx(module: Any, input_shape: tuple[int, ...], path: str | Path,
                 dynamic_batch: bool = False) -> Path:
     """Export ``module`` to a single-file ONNX model (opset 17, BatchNorm folded) with one input
     named ``input``; ``dynamic_batch`` makes its dimension 0 symbolic (``batch``)."""
-    torch = _torch()
+    torch = import_extra("torch", "torch", "torch")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(input_shape)
@@ -67,10 +67,3 @@ def export_onnx(module: Any, input_shape: tuple[int, ...], path: str | Path,
                           dynamic_axes={"input": {0: "batch"}} if dynamic_batch else None)
     return path
 
-
-def _torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise MissingExtraError("torch", "torch") from None
-    return torch
