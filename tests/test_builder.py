@@ -212,6 +212,9 @@ def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, m
     assert set(package.extra["model_term"]) >= {"scale", "per_node_ms", "intercept_ms"}
     assert set(package.extra["fallback"]) == {"ms_per_gflop", "ms_per_mb", "ms_per_kernel"}
     assert "conv-relu6" in package.extra["groups"]["conv"]
+    # Anchored by default: every row carries the anchor's time, the package the build's speed.
+    assert package.extra["anchor"]["anchor_ms"] > 0
+    assert all(row["anchor_ms"] > 0 for row in package.training_data["conv"])
     # Groups the zoo models have but too few kernels to train are listed as missing.
     assert package.missing_kernels and not set(package.missing_kernels) & set(package.regressors)
     assert report.models["n"] == 1 and report.groups["conv"]["n_test"] > 0

@@ -88,6 +88,27 @@ def test_evaluate_writes_report(dataset, package, tmp_path, capsys):
     assert (tmp_path / "cli-report" / "scatter.png").is_file()
 
 
+def test_evaluate_puts_the_truth_at_the_predictors_speed(dataset, package, tmp_path):
+    from edgemeter.predictor import load_package
+    from edgemeter.predictor.model import Predictor
+
+    plain = evaluate(str(package), dataset)
+    assert not plain.anchored and plain.overall == plain.overall_as_measured
+    # Built while the anchor took twice what it took when the dataset was measured: the
+    # machine was twice as slow then, so the truth at its speed is twice the measured median.
+    pkg = load_package(package)
+    anchors = [r["anchor_ms"] for r in read_measurements(dataset, "onnxruntime-cpu")]
+    assert all(a > 0 for a in anchors)
+    pkg.extra["anchor"] = {"version": 1, "anchor_ms": 2 * anchors[0]}
+    result = evaluate(Predictor(pkg), dataset, out=tmp_path / "report")
+    assert result.anchored and result.overall_as_measured == plain.overall
+    first = result.rows[0]
+    assert first["truth_ms"] == pytest.approx(2 * first["measured_ms"])
+    assert first["error_pct"] == pytest.approx(100 * (first["predicted_ms"] / first["truth_ms"]
+                                                      - 1))
+    assert "put at the predictor's machine speed" in (tmp_path / "report" / "report.md").read_text()
+
+
 def test_evaluate_without_measurements_says_what_to_run(dataset, package):
     with pytest.raises(ConfigError, match="dataset measure .* --backend openvino-cpu-f32"):
         evaluate(str(package), dataset, backend="openvino-cpu-f32")

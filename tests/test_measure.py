@@ -6,6 +6,7 @@ import os
 import statistics
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,27 @@ def test_cli_backends_list_and_connect():
     assert out.returncode == 0
     assert out.stdout.startswith("hello from onnxruntime-cpu: onnxruntime")
     assert "  threads: 2" in out.stdout
+
+
+def test_anchor_is_timed_beside_the_model_in_every_round(tmp_path):
+    model = tiny_onnx(tmp_path / "tiny.onnx")
+    m = measure(model, "onnxruntime-cpu", {"threads": 1}, replace(FAST, anchor=True))
+    assert m.ok and len(m.anchor_round_medians_ms) == len(m.round_medians_ms) == 2
+    assert m.anchor_ms == statistics.median(m.anchor_round_medians_ms) > 0
+    plain = measure(model, "onnxruntime-cpu", {"threads": 1}, FAST)
+    assert plain.ok and plain.anchor_ms is None and plain.anchor_round_medians_ms is None
+    with pytest.raises(ConfigError, match="anchor"):
+        Protocol(anchor="yes")
+
+
+def test_anchor_puts_latencies_at_one_machine_speed():
+    from edgemeter.backends.anchor import anchor_bytes, at_speed
+    from edgemeter.builder.train import anchor_speed, at_anchor_speed
+
+    # Measured while the anchor ran 25% slow: at the reference speed, 25% less.
+    assert at_speed(10.0, 0.5, 0.4) == pytest.approx(8.0)
+    assert at_speed(10.0, None, 0.4) == at_speed(10.0, 0.5, None) == 10.0
+    assert anchor_speed([0.4, None, 0.5, 0.6]) == 0.5 and anchor_speed([None]) is None
+    rows = at_anchor_speed([{"latency_ms": 2.0, "anchor_ms": 0.6}, {"latency_ms": 2.0}], 0.3)
+    assert [r["latency_ms"] for r in rows] == [1.0, 2.0]
+    assert anchor_bytes() == anchor_bytes.__wrapped__()  # the same network in every worker

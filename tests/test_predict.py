@@ -215,3 +215,19 @@ def test_cli_corrupt_package(trained, tmp_path, capsys):
     code, _, err = run_cli(["predict", str(trained["paths"][0]), "--predictor", str(broken)],
                            capsys)
     assert code == 2 and "checksum" in err and len(err.strip().splitlines()) == 1
+
+
+def test_calibration_scales_by_the_anchor_ratio(trained, capsys):
+    package = build_package(trained["profiled"][:3])
+    path = trained["paths"][0]
+    with pytest.raises(ConfigError, match="without the speed anchor"):
+        Predictor(package).calibrated(0.3)
+    package.extra["anchor"] = {"version": 1, "anchor_ms": 0.4}
+    base = Predictor(package)
+    slow = base.calibrated(0.5)  # the machine runs 25% slower than when it was built
+    assert slow.predict(path).latency_ms == pytest.approx(1.25 * base.predict(path).latency_ms)
+    assert [k["latency_ms"] for k in slow.predict(path).kernels] == \
+        pytest.approx([1.25 * k["latency_ms"] for k in base.predict(path).kernels])
+    # Timed now on the package's own backend: a real anchor time, within a plausible range.
+    now = base.calibrated()
+    assert 0.01 < now.predict(path).latency_ms / base.predict(path).latency_ms < 100

@@ -42,6 +42,7 @@ class Protocol:
     time_budget_s: float = 120  # ... or when another round would exceed this budget
     timeout_s: float = 120      # one child process (load + warm-up + runs) is killed after this
     profile_runs: int = 20      # profiled runs for per-node times (with profile=True)
+    anchor: bool = False        # time the speed anchor after every run (edgemeter.backends.anchor)
 
     def __post_init__(self) -> None:
         for name in ("repeats", "rounds", "max_rounds", "profile_runs"):
@@ -50,6 +51,8 @@ class Protocol:
                                   "integer >= 1")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise ConfigError(f"protocol: warmup={self.warmup!r} must be an integer >= 0")
+        if not isinstance(self.anchor, bool):
+            raise ConfigError(f"protocol: anchor={self.anchor!r} must be true or false")
         for name in ("target_cv", "time_budget_s", "timeout_s"):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) <= 0:
                 raise ConfigError(f"protocol: {name}={getattr(self, name)!r} must be a number > 0")
@@ -82,6 +85,10 @@ class Measurement:
     node_origins: dict[str, list[str]] | None = None  # runtime node -> model nodes it runs
     node_inputs: dict[str, list[str]] | None = None   # runtime node -> runtime nodes feeding it
     max_rss_kb: int | None = None       # peak resident memory of the measuring processes
+    # The speed anchor's median beside the model's (Protocol.anchor), per round and overall:
+    # median_ms / anchor_ms is the latency in anchor units, comparable across moments.
+    anchor_round_medians_ms: list[float] | None = None
+    anchor_ms: float | None = None
     error: str | None = None
     protocol: dict[str, Any] = field(default_factory=dict)
 
@@ -213,14 +220,19 @@ def measure(model_path: str | Path, backend_name: str, config: dict[str, Any] | 
 
     payload = {"target": backend_target(backend_name), "config": backend.settings(),
                "model": str(model_path.resolve()), "warmup": protocol.warmup,
-               "repeats": protocol.repeats, "profile_runs": 0}
+               "repeats": protocol.repeats, "profile_runs": 0, "anchor": protocol.anchor}
     rounds: list[list[float]] = []
+    anchors: list[float] = []
     start = time.monotonic()
     try:
         while True:
             round_start = time.monotonic()
             out = backend.run_round(payload, protocol.timeout_s)
             rounds.append(out["samples_ms"])
+            if out.get("anchor_samples_ms"):  # a remote worker of an older edgemeter: none
+                anchors.append(statistics.median(out["anchor_samples_ms"]))
+                result.anchor_round_medians_ms = anchors
+                result.anchor_ms = statistics.median(anchors)
             result.env = out["env"]
             result.max_rss_kb = max(result.max_rss_kb or 0, out["max_rss_kb"])
             result.samples_ms = [s for r in rounds for s in r]

@@ -1,14 +1,15 @@
 """One round of the measurement protocol, in a fresh process.
 
 Reads a JSON payload on stdin (backend import target and settings, model path, warm-up, repeats,
-profiled runs, result file) and writes the result file: ``samples_ms``, ``env`` and
-``node_times_ms``, or ``error``. A crash or a hang leaves no result file; the parent reports it.
+profiled runs, whether to time the speed anchor, result file) and writes the result file:
+``samples_ms``, ``anchor_samples_ms``, ``env`` and ``node_times_ms``, or ``error``. A crash or a hang leaves no result file; the parent reports it.
 """
 from __future__ import annotations
 
 import json
 import resource
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -23,21 +24,45 @@ def run_round(payload: dict[str, Any]) -> dict[str, Any]:
     backend = load_target(payload["target"])(**payload["config"])
     env = backend.environment()
     runner = backend.load(Path(payload["model"]))
+    anchor = load_anchor(backend) if payload.get("anchor") and payload["repeats"] else None
     try:
+        # The anchor runs in blocks just before and after the model's runs, not between them:
+        # its weights would push the model's out of the caches. The drift it tracks takes minutes.
+        anchor_samples = anchor_block(anchor, payload["warmup"], payload["repeats"] // 2)
         for _ in range(payload["warmup"]):
             runner.run()
-        samples = []
-        for _ in range(payload["repeats"]):
-            start = time.perf_counter()
-            runner.run()
-            samples.append((time.perf_counter() - start) * 1000)
+        samples = [timed(runner) for _ in range(payload["repeats"])]
+        anchor_samples += anchor_block(anchor, 0, payload["repeats"] - payload["repeats"] // 2)
         node_times = runner.node_times(payload["profile_runs"]) if payload["profile_runs"] else None
         origins = runner.node_origins() if payload["profile_runs"] else None
         inputs = runner.node_inputs() if payload["profile_runs"] else None
     finally:
         runner.close()
-    return {"samples_ms": samples, "env": env, "node_times_ms": node_times,
-            "node_origins": origins, "node_inputs": inputs, "max_rss_kb": peak_rss_kb()}
+        if anchor:
+            anchor.close()
+    return {"samples_ms": samples, "anchor_samples_ms": anchor_samples or None, "env": env,
+            "node_times_ms": node_times, "node_origins": origins, "node_inputs": inputs, "max_rss_kb": peak_rss_kb()}
+
+
+def timed(runner: Any) -> float:
+    start = time.perf_counter()
+    runner.run()
+    return (time.perf_counter() - start) * 1000
+
+
+def anchor_block(anchor: Any, warmup: int, repeats: int) -> list[float]:
+    if anchor is None:
+        return []
+    for _ in range(warmup):
+        anchor.run()
+    return [timed(anchor) for _ in range(repeats)]
+
+
+def load_anchor(backend: Any) -> Any:
+    from edgemeter.backends.anchor import write_anchor
+
+    with tempfile.TemporaryDirectory(prefix="edgemeter-anchor-") as tmp:
+        return backend.load(write_anchor(Path(tmp)))
 
 
 def peak_rss_kb() -> int:

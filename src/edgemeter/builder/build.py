@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgemeter.backends.anchor import ANCHOR_VERSION, at_speed
 from edgemeter.builder import collect, sampling, train
 from edgemeter.builder.kernel_models import add_kernel, can_emit, emit, emit_batch
 from edgemeter.builder.onnx_graphs import GraphBuilder
@@ -135,7 +136,12 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
             # 2. sampled kernels, adaptive iterations
             rows += sample_kernels(ws, collector, rules, per_node, clock, bar, rows, report, log)
 
-            # 3. training on everything
+            # 3. training on everything, put at one machine speed (the anchor's median)
+            speed = train.anchor_speed([r.get("anchor_ms") for r in rows]
+                                       + [r.anchor_ms for r in records])
+            rows = train.at_anchor_speed(rows, speed)
+            records = [dataclasses.replace(r, median_ms=at_speed(r.median_ms, r.anchor_ms, speed))
+                       for r in records]
             regressors, figures = {}, {}
             by_group = train.split_by_group(rows)
             for group, group_rows in sorted(by_group.items()):
@@ -155,7 +161,7 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
                 raise ConfigError("the build measured no kernel (budget too small or the "
                                   "backend failed everywhere); nothing to package")
             package = make_package(ws, rules_path, regressors, figures, by_group,
-                                   report.missing, train.fit_fallback(rows), collector)
+                                   report.missing, train.fit_fallback(rows), collector, speed)
             sums = held_out_sums(package, records, rows, cfg["algo"])
             package.extra["model_term"] = train.fit_model_term(
                 sums, [len(r.kernels) for r in records], [r.median_ms for r in records])
@@ -243,7 +249,7 @@ def sample_kernels(ws: Workspace, collector: collect.Collector, rules: Any, per_
         if iteration == cfg["iterations"] - 1:
             break
         pending = {}
-        by_group = train.split_by_group(zoo_rows + rows)
+        by_group = train.split_by_group(_at_one_speed(zoo_rows + rows))
         for group in groups:
             group_rows = by_group.get(group, [])
             if len(group_rows) < train.MIN_ROWS:
@@ -258,6 +264,10 @@ def sample_kernels(ws: Workspace, collector: collect.Collector, rules: Any, per_
             log(f"round {iteration + 1}: {group} within ±10% {figures['within_10']:.0f}%, "
                 f"{len(bad)} large errors → {len(pending[group])} new kernels")
     return rows
+
+
+def _at_one_speed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return train.at_anchor_speed(rows, train.anchor_speed([r.get("anchor_ms") for r in rows]))
 
 
 def shape_config(group: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -333,7 +343,7 @@ def _emittable(config: dict[str, Any], collector: collect.Collector) -> bool:
 def make_package(ws: Workspace, rules_path: Path, regressors: dict[str, Any],
                  figures: dict[str, dict[str, float]], by_group: dict[str, list],
                  missing: dict[str, str], fallback: dict[str, float],
-                 collector: collect.Collector) -> PredictorPackage:
+                 collector: collect.Collector, speed: float | None) -> PredictorPackage:
     from edgemeter.predictor import fingerprint as fp
 
     runtime = next((m.env.get("runtime") for m in collector.store if m.ok and m.env), None)
@@ -346,8 +356,8 @@ def make_package(ws: Workspace, rules_path: Path, regressors: dict[str, Any],
         regressors=regressors, fusion_rules=rules_path.read_text(), accuracy=figures,
         training_data=data, runtime_versions=fp.runtime_versions(distributions),
         fingerprint=fp.current(distributions), missing_kernels=missing,
-        extra={"fallback": fallback, "groups": kinds,
-               "backend_settings": collector.settings})
+        extra={"fallback": fallback, "groups": kinds, "backend_settings": collector.settings,
+               **({"anchor": {"version": ANCHOR_VERSION, "anchor_ms": speed}} if speed else {})})
 
 
 def _measure_variants(collector: collect.Collector, variants: list, folder: Path, profile: bool,
@@ -377,10 +387,13 @@ def evaluate(ws: Workspace, collector: collect.Collector, predictor: Predictor,
         for name, path, m in _measure_variants(collector, variants, folder, False, clock, 1.0,
                                                pbar):
             predicted = predictor.predict(path).latency_ms
-            true.append(m.median_ms)
+            # Compared at the predictor's machine speed: the build may have drifted meanwhile.
+            measured = at_speed(m.median_ms, m.anchor_ms, predictor.anchor_ms)
+            true.append(measured)
             pred.append(predicted)
             report.model_errors.append({"model": name, "measured_ms": m.median_ms,
+                                        "at_build_speed_ms": measured,
                                         "predicted_ms": predicted,
-                                        "error_pct": 100 * (predicted / m.median_ms - 1)})
+                                        "error_pct": 100 * (predicted / measured - 1)})
     if true:
         report.models = accuracy(true, pred)

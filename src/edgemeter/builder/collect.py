@@ -108,8 +108,14 @@ def kernel_rows(path: Path, m: Measurement, rules: Any, source: str) -> list[Row
         if timed["runtime_nodes"] and timed["latency_ms"] > 0:
             rows.append({"source": source, "type": kernel.type,
                          "group": regressor_group(kernel.type), **kernel.features,
-                         "latency_ms": timed["latency_ms"] * scale})
+                         "latency_ms": timed["latency_ms"] * scale, **_anchor(m)})
     return rows
+
+
+def _anchor(m: Measurement) -> Row:
+    """The anchor's time beside the measurement, carried in each row so that training can put
+    rows measured at different moments on one machine speed (:func:`train.at_anchor_speed`)."""
+    return {"anchor_ms": m.anchor_ms} if m.anchor_ms else {}
 
 
 def standalone_row(path: Path, m: Measurement, rules: Any, source: str) -> list[Row]:
@@ -122,7 +128,7 @@ def standalone_row(path: Path, m: Measurement, rules: Any, source: str) -> list[
         return []
     kernel = kernels[0]
     return [{"source": source, "type": kernel.type, "group": regressor_group(kernel.type),
-             **kernel.features, "latency_ms": m.median_ms}]
+             **kernel.features, "latency_ms": m.median_ms, **_anchor(m)}]
 
 
 def save_model(model: onnx.ModelProto, path: Path) -> Path:
@@ -142,13 +148,15 @@ class ModelRecord:
     path: str
     median_ms: float
     kernels: list[Any]                  # edgemeter.kernels.Kernel
+    anchor_ms: float | None = None
 
 
 def model_record(name: str, path: Path, m: Measurement, rules: Any) -> ModelRecord:
     from edgemeter.importers import load_graph
     from edgemeter.kernels import detect
 
-    return ModelRecord(name, str(path), float(m.median_ms), detect(load_graph(path), rules))
+    return ModelRecord(name, str(path), float(m.median_ms), detect(load_graph(path), rules),
+                       m.anchor_ms)
 
 
 def zoo_variants(families: Sequence[str], per_family: int, seed: int

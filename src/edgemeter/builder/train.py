@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from edgemeter.backends.anchor import at_speed
 from edgemeter.predictor.regressors import TreeRegressor, make_regressor, to_matrix
 from edgemeter.predictor.training import MIN_ROWS, train_kernel_regressor
 
 # Row columns that are bookkeeping, not features.
-NOT_FEATURES = frozenset({"source", "type", "group", "latency_ms"})
+NOT_FEATURES = frozenset({"source", "type", "group", "latency_ms", "anchor_ms"})
 
 
 def feature_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -98,6 +99,21 @@ def fit_model_term(kernel_sums: Sequence[float], counts: Sequence[int],
     return term
 
 
+def anchor_speed(anchors: Sequence[float | None]) -> float | None:
+    """The machine speed a build's latencies are put at: the median time of the speed anchor
+    over its measurements (None when none was anchored)."""
+    timed = [a for a in anchors if a]
+    return float(np.median(timed)) if timed else None
+
+
+def at_anchor_speed(rows: Sequence[Mapping[str, Any]], anchor_ms: float | None
+                    ) -> list[Mapping[str, Any]]:
+    """Rows with ``latency_ms`` as it would have measured when the anchor took ``anchor_ms``
+    (:func:`edgemeter.backends.anchor.at_speed`); rows without an anchor time stay as they are."""
+    return [{**row, "latency_ms": at_speed(row["latency_ms"], row.get("anchor_ms"), anchor_ms)}
+            for row in rows]
+
+
 def split_by_group(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
@@ -105,5 +121,5 @@ def split_by_group(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[
     return groups
 
 
-__all__ = ["MIN_ROWS", "feature_names", "fit_fallback", "fit_group", "fit_model_term",
-           "large_errors", "split_by_group", "train_group"]
+__all__ = ["MIN_ROWS", "anchor_speed", "at_anchor_speed", "feature_names", "fit_fallback",
+           "fit_group", "fit_model_term", "large_errors", "split_by_group", "train_group"]

@@ -140,6 +140,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "timeout_s": Setting(120, "a measuring process is killed after this many seconds",
                              _number(0)),
         "profile_runs": Setting(10, "profiled runs for per-node times", _int(1)),
+        "anchor": Setting(True, "time the speed anchor beside every measurement and learn "
+                          "latencies at one machine speed (this machine's speed drifts)", _bool),
     },
     "fusion_test.yaml": {
         "enabled": Setting(True, "run the fusion-rule test before building (false: use the "
@@ -205,7 +207,7 @@ class Workspace:
         from edgemeter.backends import Protocol
 
         keys = ("warmup", "repeats", "rounds", "max_rounds", "target_cv", "timeout_s",
-                "profile_runs")
+                "profile_runs", "anchor")
         return Protocol(**{k: self.backend[k] for k in keys})
 
     def backend_config(self) -> dict[str, Any]:

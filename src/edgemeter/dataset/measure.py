@@ -22,6 +22,7 @@ def _record(entry: dict[str, Any], m: Measurement) -> dict[str, Any]:
     return {"file": entry["file"], "family": entry["family"], "backend": m.backend,
             "config": m.config, "median_ms": m.median_ms, "spread": m.spread,
             "rounds": len(m.round_medians_ms), "stable": m.stable, "error": m.error,
+            "anchor_ms": m.anchor_ms,
             "model_sha256": m.model_sha256, "env": m.env}
 
 
@@ -36,7 +37,8 @@ def measure(folder: str | Path, backend: str, threads: int = 1, rounds: int = 3,
             repeats: int = 30, warmup: int = 10, options: dict[str, Any] | None = None,
             progress: bool = False) -> list[Measurement]:
     """Measure the dataset's models on ``backend`` (``rounds`` fresh processes of ``repeats``
-    timed runs each); models measured before with the same settings are taken from the store."""
+    timed runs each, the speed anchor timed beside each); models measured before with the same
+    settings are taken from the store."""
     from tqdm import tqdm
 
     from edgemeter.backends import Protocol, get_backend, measure_models
@@ -46,7 +48,8 @@ def measure(folder: str | Path, backend: str, threads: int = 1, rounds: int = 3,
     entries = read_index(folder)
     config = {"threads": threads, **(options or {})}
     settings = get_backend(backend, **config).settings()  # bad settings fail before any work
-    protocol = Protocol(warmup=warmup, repeats=repeats, rounds=rounds, max_rounds=rounds)
+    protocol = Protocol(warmup=warmup, repeats=repeats, rounds=rounds, max_rounds=rounds,
+                        anchor=True)
     out = measurements_file(folder, backend)
     recorded = {r["file"] for r in read_measurements(folder, backend)
                 if r["config"] == settings and r["error"] is None}

@@ -6,14 +6,15 @@ from typing import Any
 
 
 def scatter(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """One point per model (``measured_ms``, ``predicted_ms``), coloured by ``family``."""
+    """One point per model (``truth_ms``, ``predicted_ms``), coloured by ``family``; the truth
+    is the measured median, at the predictor's machine speed when evaluation anchored it."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
     import numpy as np
 
-    measured = np.array([r["measured_ms"] for r in rows])
+    measured = np.array([r["truth_ms"] for r in rows])
     low, high = measured.min() / 1.5, measured.max() * 1.5
     line = np.geomspace(low, high, 50)
     fig, ax = plt.subplots(figsize=(6.5, 6), dpi=120)
@@ -24,7 +25,7 @@ def scatter(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Pa
     markers = "os^Dv<>ph*"
     for i, family in enumerate(families):
         sub = [r for r in rows if r["family"] == family]
-        ax.scatter([r["measured_ms"] for r in sub], [r["predicted_ms"] for r in sub], s=14,
+        ax.scatter([r["truth_ms"] for r in sub], [r["predicted_ms"] for r in sub], s=14,
                    color=colours(i % 20), marker=markers[i % len(markers)], label=family)
     ax.set(xscale="log", yscale="log", xlim=(low, high), ylim=(low, high),
            xlabel="measured latency (ms)", ylabel="predicted latency (ms)", title=title)

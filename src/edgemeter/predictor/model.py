@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cached_property
 from operator import itemgetter
 from pathlib import Path
@@ -171,6 +171,33 @@ class Predictor:
     @property
     def label(self) -> str:
         return f"{self.name} {self.version}"
+
+    @property
+    def anchor_ms(self) -> float | None:
+        """The speed anchor's time at the machine speed this predictor's milliseconds are at
+        (:mod:`edgemeter.backends.anchor`); None for a package built without the anchor."""
+        anchor = self.package.extra.get("anchor")
+        return float(anchor["anchor_ms"]) if isinstance(anchor, Mapping) \
+            and isinstance(anchor.get("anchor_ms"), (int, float)) else None
+
+    def calibrated(self, anchor_ms: float | None = None) -> Predictor:
+        """This predictor at the machine speed where the anchor takes ``anchor_ms``; None times
+        the anchor now on the predictor's backend, with the settings it was built with (the
+        runtime must be installed). Every prediction scales by the ratio of the anchor times."""
+        if self.anchor_ms is None:
+            raise ConfigError(f"{self.package.label} was built without the speed anchor and "
+                              "cannot be calibrated")
+        if anchor_ms is None:
+            from edgemeter.backends.anchor import measure_anchor
+
+            anchor_ms = measure_anchor(self.backend, self.package.extra.get("backend_settings"))
+        factor = anchor_ms / self.anchor_ms
+        calibrated = Predictor(self.package)
+        term = self.model_term
+        calibrated.model_term = replace(
+            term, scale=term.scale * factor, per_node_ms=term.per_node_ms * factor,
+            intercept_ms=term.intercept_ms * factor)
+        return calibrated
 
     def __repr__(self) -> str:
         return f"Predictor({self.label!r}, backend={self.backend!r})"
