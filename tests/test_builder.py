@@ -265,3 +265,22 @@ def test_backend_failing_mid_build_stops_with_what_was_measured(tiny_workspace, 
     assert report.package is None
     with Store(tiny_workspace) as store:
         assert sum(m.ok for m in store) == 2  # what was measured before is kept
+
+
+def test_group_scales_correct_a_biased_group_and_stay_off_otherwise():
+    from edgemeter.builder.train import fit_model_term
+
+    rng = np.random.default_rng(0)
+    sums = [{"conv": rng.uniform(0.5, 5), "dwconv": rng.uniform(0.1, 2), "pool": 0.001}
+            for _ in range(60)]
+    counts = rng.integers(20, 200, 60)
+    noise = rng.normal(1, 0.01, 60)
+    # dwconv's kernel times are 40% low: one common scale cannot fit both groups.
+    biased = [(s["conv"] + 1.4 * s["dwconv"] + 0.002 * n + 0.05) * e
+              for s, n, e in zip(sums, counts, noise)]
+    term = fit_model_term([sum(s.values()) for s in sums], counts, biased, sums)
+    assert term["group_scale"]["dwconv"] / term["group_scale"]["conv"] == pytest.approx(1.4, abs=0.05)
+    assert "pool" not in term["group_scale"]  # too small a share to fit a scale of its own
+    # Unbiased data: the common scale predicts as well, so no group scales are fitted.
+    fair = [(s["conv"] + s["dwconv"] + 0.002 * n + 0.05) * e for s, n, e in zip(sums, counts, noise)]
+    assert "group_scale" not in fit_model_term([sum(s.values()) for s in sums], counts, fair, sums)

@@ -231,3 +231,19 @@ def test_calibration_scales_by_the_anchor_ratio(trained, capsys):
     # Timed now on the package's own backend: a real anchor time, within a plausible range.
     now = base.calibrated()
     assert 0.01 < now.predict(path).latency_ms / base.predict(path).latency_ms < 100
+
+
+def test_group_scale_applies_to_its_groups_kernels(trained):
+    package = build_package(trained["profiled"][:3])
+    path = trained["paths"][0]
+    base = Predictor(package).predict(path)
+    package.extra["model_term"] = {**package.extra["model_term"], "group_scale": {"dwconv": 0.0}}
+    scaled = Predictor(package).predict(path)
+    for k, b in zip(scaled.kernels, base.kernels):
+        is_dw = k["type"].startswith("dwconv")
+        assert k["latency_ms"] == (0.0 if is_dw else pytest.approx(b["latency_ms"]))
+    assert scaled.latency_ms == pytest.approx(sum(k["latency_ms"] for k in scaled.kernels)
+                                              + scaled.overhead_ms)
+    package.extra["model_term"]["group_scale"] = {"dwconv": "x"}
+    with pytest.raises(ModelError, match="group_scale"):
+        Predictor(package)

@@ -164,7 +164,8 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
                                    report.missing, train.fit_fallback(rows), collector, speed)
             sums = held_out_sums(package, records, rows, cfg["algo"])
             package.extra["model_term"] = train.fit_model_term(
-                sums, [len(r.kernels) for r in records], [r.median_ms for r in records])
+                [sum(s.values()) for s in sums], [len(r.kernels) for r in records],
+                [r.median_ms for r in records], sums)
 
             # 4. package
             path = ws.subdir("predictor") / f"{cfg['name']}-{cfg['version']}"
@@ -304,19 +305,27 @@ def measure_configs(ws: Workspace, collector: collect.Collector, rules: Any, per
 
 
 def held_out_sums(package: PredictorPackage, records: list[collect.ModelRecord],
-                  rows: list[dict[str, Any]], algo: str) -> list[float]:
-    """Σ predicted kernel ms of each training model, by regressors that never saw its kernels.
+                  rows: list[dict[str, Any]], algo: str) -> list[dict[str, float]]:
+    """Σ predicted kernel ms of each training model per regressor group, by regressors that
+    never saw its kernels.
 
     The models are dealt into FOLDS folds; a fold is predicted by regressors trained without its
     models' rows. In-sample sums echo the models' own (noisy, profiler-inflated) kernel times,
     and a model term fitted on them under-predicted held-out models (measured: 8 of 19 below
     -10%). Without in-context rows (stand-alone kernels) every prediction is already held out.
     """
+    def by_group(predictor: Predictor, kernels: list[Any]) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        for kernel, ms in zip(kernels, predictor.kernel_latencies(kernels)[0]):
+            group = predictor.group(kernel.type)
+            sums[group] = sums.get(group, 0.0) + float(ms)
+        return sums
+
     names = {r.name for r in records}
     if not any(row["source"] in names for row in rows):
-        predict = Predictor(package).kernel_latencies
-        return [float(predict(r.kernels)[0].sum()) for r in records]
-    sums = [0.0] * len(records)
+        predictor = Predictor(package)
+        return [by_group(predictor, r.kernels) for r in records]
+    sums: list[dict[str, float]] = [{} for _ in records]
     for fold in range(min(FOLDS, len(records))):
         members = [i for i in range(len(records)) if i % FOLDS == fold]
         left_out = {records[i].name for i in members}
@@ -324,9 +333,9 @@ def held_out_sums(package: PredictorPackage, records: list[collect.ModelRecord],
         regressors = {g: train.fit_group(group_rows, algo, FOLD_TREES)
                       for g, group_rows in rest.items()
                       if g in package.regressors and len(group_rows) >= train.MIN_ROWS}
-        predict = Predictor(dataclasses.replace(package, regressors=regressors)).kernel_latencies
+        predictor = Predictor(dataclasses.replace(package, regressors=regressors))
         for i in members:
-            sums[i] = float(predict(records[i].kernels)[0].sum())
+            sums[i] = by_group(predictor, records[i].kernels)
     return sums
 
 

@@ -162,17 +162,19 @@ def model_record(name: str, path: Path, m: Measurement, rules: Any) -> ModelReco
 def zoo_variants(families: Sequence[str], per_family: int, seed: int
                  ) -> list[tuple[str, str, dict[str, Any]]]:
     """``(name, family, variant)`` of ``per_family`` random variants per family, drawn from
-    one generator per family and seed (so adding a family changes no other's variants)."""
+    one generator per family and seed (so adding a family changes no other's variants). Round
+    by round: the first variant of every family, then the second, ... so a budget that ends
+    the list early still leaves every family represented."""
     import numpy as np
 
     from edgemeter import zoo
 
-    out = []
+    drawn = {}
     for index, family in enumerate(families):
         rng = np.random.default_rng([seed, index])
-        for i in range(per_family):
-            out.append((f"{family}-s{seed}-{i}", family, zoo.sample_variant(family, rng)))
-    return out
+        drawn[family] = [zoo.sample_variant(family, rng) for _ in range(per_family)]
+    return [(f"{family}-s{seed}-{i}", family, drawn[family][i])
+            for i in range(per_family) for family in families]
 
 
 def export_variant(folder: Path, name: str, family: str, variant: Mapping[str, Any]) -> Path:

@@ -6,9 +6,10 @@ The contract with :mod:`edgemeter.predictor.model`, which applies what is fitted
   ``feature_names_`` are names of ``Kernel.features`` (a feature a kernel lacks reads as 0);
 - ``extra["fallback"] = {"ms_per_gflop", "ms_per_mb", "ms_per_kernel"}``: a kernel whose group
   has no regressor takes ``ms_per_gflop·FLOPS/1e9 + ms_per_mb·BYTES/1e6 + ms_per_kernel``;
-- ``extra["model_term"] = {"scale", "per_node_ms", "intercept_ms", "node_count"}``: a model takes
-  ``scale·Σ kernel predictions + per_node_ms·N + intercept_ms``, ``N`` = number of kernels that
-  detection finds (``node_count: "kernels"``). It covers what per-kernel times leave out:
+- ``extra["model_term"] = {"scale", "per_node_ms", "intercept_ms", "node_count", "group_scale"}``:
+  a model takes ``Σ scale_g·kernel prediction + per_node_ms·N + intercept_ms``, ``scale_g`` the
+  group's own scale or ``scale``, ``N`` = number of kernels that detection finds
+  (``node_count: "kernels"``). It covers what per-kernel times leave out:
   scheduling between nodes, layout reorders, and on runtimes without per-node times the
   difference between a kernel alone and inside a model.
 """
@@ -82,9 +83,12 @@ def fit_fallback(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 
 def fit_model_term(kernel_sums: Sequence[float], counts: Sequence[int],
-                   medians: Sequence[float]) -> dict[str, Any]:
+                   medians: Sequence[float],
+                   group_sums: Sequence[Mapping[str, float]] | None = None) -> dict[str, Any]:
     """``median ≈ scale·Σpred + per_node_ms·N + intercept_ms`` by least squares on the relative
-    error; with too few models for three terms, the scale alone."""
+    error; with too few models for three terms, the scale alone. With ``group_sums`` (each
+    model's Σpred per regressor group), groups may get their own scale
+    (:func:`fit_group_scales`) where cross-validation over the models says it helps."""
     s, n, y = (np.asarray(v, dtype=float) for v in (kernel_sums, counts, medians))
     term: dict[str, Any] = {"scale": 1.0, "per_node_ms": 0.0, "intercept_ms": 0.0,
                             "node_count": "kernels", "models": int(y.size)}
@@ -96,7 +100,64 @@ def fit_model_term(kernel_sums: Sequence[float], counts: Sequence[int],
     A = np.column_stack([s, n, np.ones_like(s)]) / y[:, None]
     coef, *_ = np.linalg.lstsq(A, np.ones_like(y), rcond=None)
     term.update(scale=float(coef[0]), per_node_ms=float(coef[1]), intercept_ms=float(coef[2]))
+    if group_sums is not None:
+        term.update(fit_group_scales(group_sums, n, y, term))
     return term
+
+
+# Ridge strengths tried for the group scales, weakest last: 1 weighs the pull toward the common
+# scale as much as the group's own data (its squared shares summed over the models).
+GROUP_SCALE_RIDGE = (3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.001)
+# A group needs a share of at least this in this many models to get a scale of its own.
+GROUP_SCALE_SHARE, GROUP_SCALE_MODELS = 0.02, 8
+GROUP_SCALE_FOLDS = 5
+
+
+def fit_group_scales(group_sums: Sequence[Mapping[str, float]], counts: np.ndarray,
+                     medians: np.ndarray, term: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-group scales, refitted jointly with ``per_node_ms`` and ``intercept_ms``, pulled
+    toward the common ``scale`` by a ridge whose strength cross-validation over the models
+    picks; ``{}`` when no strength predicts left-out models better than the common scale.
+
+    Kernel times from profiler shares carry biases of their own per kind of kernel (measured
+    here: SE- and depthwise-heavy families under-predicted by one common scale)."""
+    y = medians
+    groups = sorted({g for sums in group_sums for g in sums})
+    share = np.array([[sums.get(g, 0.0) for g in groups] for sums in group_sums]) / y[:, None]
+    own = [i for i, g in enumerate(groups)
+           if np.sum(share[:, i] * term["scale"] >= GROUP_SCALE_SHARE) >= GROUP_SCALE_MODELS]
+    if not own:
+        return {}
+    rest = np.delete(share, own, axis=1).sum(axis=1)
+    A = np.column_stack([share[:, own], counts / y, 1 / y])
+    b = 1 - term["scale"] * rest
+    prior = np.array([term["scale"]] * len(own) + [term["per_node_ms"], term["intercept_ms"]])
+
+    def solve(rows: np.ndarray, strength: float) -> np.ndarray:
+        # Ridge on the group scales only (toward the common scale), not on c and e.
+        energy = np.sum(A[rows][:, :len(own)] ** 2, axis=0)
+        weight = np.sqrt(strength * np.r_[energy, 0, 0])
+        coef, *_ = np.linalg.lstsq(np.vstack([A[rows], np.diag(weight)]),
+                                   np.r_[b[rows], weight * prior], rcond=None)
+        return coef
+
+    folds = np.arange(y.size) % GROUP_SCALE_FOLDS
+
+    def cv_error(strength: float | None) -> float:
+        errors = []
+        for fold in range(GROUP_SCALE_FOLDS):
+            train_rows, test_rows = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+            coef = prior if strength is None else solve(train_rows, strength)
+            errors.append(A[test_rows] @ coef - b[test_rows])
+        return float(np.mean(np.concatenate(errors) ** 2))
+
+    best = min(GROUP_SCALE_RIDGE, key=cv_error)
+    if cv_error(best) >= cv_error(None):
+        return {}
+    coef = solve(np.arange(y.size), best)
+    return {"group_scale": {groups[i]: float(v) for i, v in zip(own, coef[:len(own)])},
+            "per_node_ms": float(coef[-2]), "intercept_ms": float(coef[-1]),
+            "group_scale_ridge": best}
 
 
 def anchor_speed(anchors: Sequence[float | None]) -> float | None:
@@ -122,4 +183,5 @@ def split_by_group(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[
 
 
 __all__ = ["MIN_ROWS", "anchor_speed", "at_anchor_speed", "feature_names", "fit_fallback",
-           "fit_group", "fit_model_term", "large_errors", "split_by_group", "train_group"]
+           "fit_group", "fit_group_scales", "fit_model_term", "large_errors", "split_by_group",
+           "train_group"]

@@ -3,15 +3,19 @@
 A predictor package holds one regressor per regressor group
 (:func:`edgemeter.kernels.groups.regressor_group`) and, in ``package.extra``, two fitted terms:
 
-``model_term``  ``{"scale": s, "per_node_ms": c, "intercept_ms": e, "node_count": "kernels"}``::
+``model_term``  ``{"scale": s, "per_node_ms": c, "intercept_ms": e, "node_count": "kernels",
+    "group_scale": {group: s_g, ...}}``::
 
-        model_ms = s · Σ kernel predictions + c · N + e
+        model_ms = Σ_kernels s_g(kernel) · kernel prediction + c · N + e
 
+    ``s_g`` is the kernel's regressor group's entry of ``group_scale`` (optional), else ``s``.
     ``N`` counts the kernels detection finds (the nodes a runtime executes after fusion), or the
     graph's nodes with ``"node_count": "nodes"``. Kernel regressors learn in-context kernel
     times, which leave out the runtime's scheduling between nodes (a few µs each); ``c`` puts it
-    back, ``s`` and ``e`` correct what is left. A package without the term uses ``s=1, c=e=0``.
-    Other keys (the builder records how many models it was fitted on) are ignored.
+    back, ``s`` and ``e`` correct what is left, and a group's own scale corrects a bias of that
+    group's kernel times (the profiler's share of a small depthwise kernel, say). A package
+    without the term uses ``s=1, c=e=0``. Other keys (the builder records how many models it was
+    fitted on) are ignored.
 ``fallback``    ``{"ms_per_gflop": a, "ms_per_mb": b, "ms_per_kernel": k}``: kernels whose group
     has no regressor are estimated as ``a · GFLOPs + b · MB + k`` (MB = 10⁶ bytes read and
     written) and flagged, never counted as zero.
@@ -67,13 +71,14 @@ class Prediction:
 
 @dataclass(frozen=True)
 class ModelTerm:
-    """``model_ms = scale · Σ kernel ms + per_node_ms · N + intercept_ms`` (N: see
-    :meth:`count`)."""
+    """``model_ms = Σ scale_g · kernel ms + per_node_ms · N + intercept_ms``; ``scale_g`` is
+    the kernel group's ``group_scale``, else ``scale`` (N: see :meth:`count`)."""
 
     scale: float = 1.0
     per_node_ms: float = 0.0
     intercept_ms: float = 0.0
     node_count: str = "kernels"
+    group_scale: Mapping[str, float] = field(default_factory=dict)
 
     NODE_COUNTS: ClassVar[tuple[str, ...]] = ("kernels", "nodes")
 
@@ -81,8 +86,18 @@ class ModelTerm:
         """N of one model: its kernels, or every node of its graph (each is in one kernel)."""
         return len(kernels) if self.node_count == "kernels" else sum(len(k.nodes) for k in kernels)
 
-    def apply(self, kernel_sum: np.ndarray, count: np.ndarray) -> np.ndarray:
-        return self.scale * kernel_sum + self.per_node_ms * count + self.intercept_ms
+    def scales(self, groups: Iterable[str]) -> np.ndarray:
+        get = self.group_scale.get
+        return np.array([get(g, self.scale) for g in groups], dtype=np.float64)
+
+    def overhead(self, count: np.ndarray | int) -> np.ndarray | float:
+        return self.per_node_ms * count + self.intercept_ms
+
+    def times(self, factor: float) -> ModelTerm:
+        """Every term ``factor`` times larger: the same predictor at another machine speed."""
+        return replace(self, scale=self.scale * factor, per_node_ms=self.per_node_ms * factor,
+                       intercept_ms=self.intercept_ms * factor,
+                       group_scale={g: v * factor for g, v in self.group_scale.items()})
 
 
 @dataclass(frozen=True)
@@ -99,7 +114,8 @@ class Fallback:
 
 def _terms(cls: type, data: Any, what: str, package: PredictorPackage) -> Any:
     """Build ``cls`` from ``package.extra[what]``: its numeric fields as finite numbers (all
-    required), ``node_count`` one of the known counts, other keys ignored."""
+    required), ``node_count`` one of the known counts, ``group_scale`` group -> finite number,
+    other keys ignored."""
     numbers = [f.name for f in fields(cls) if f.type == "float"]
     if not isinstance(data, Mapping) or not all(
             isinstance(data.get(k), (int, float)) and not isinstance(data.get(k), bool)
@@ -112,6 +128,14 @@ def _terms(cls: type, data: Any, what: str, package: PredictorPackage) -> Any:
             raise ModelError(f"{package.label}: extra.{what}.node_count must be one of "
                              f"{', '.join(ModelTerm.NODE_COUNTS)}, found {data['node_count']!r}")
         values["node_count"] = data["node_count"]
+    if "group_scale" in data and cls is ModelTerm:
+        scales = data["group_scale"]
+        if not isinstance(scales, Mapping) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                for v in scales.values()):
+            raise ModelError(f"{package.label}: extra.{what}.group_scale must map regressor "
+                             f"groups to numbers, found {scales!r}")
+        values["group_scale"] = {str(g): float(v) for g, v in scales.items()}
     return cls(**values)
 
 
@@ -191,12 +215,8 @@ class Predictor:
             from edgemeter.backends.anchor import measure_anchor
 
             anchor_ms = measure_anchor(self.backend, self.package.extra.get("backend_settings"))
-        factor = anchor_ms / self.anchor_ms
         calibrated = Predictor(self.package)
-        term = self.model_term
-        calibrated.model_term = replace(
-            term, scale=term.scale * factor, per_node_ms=term.per_node_ms * factor,
-            intercept_ms=term.intercept_ms * factor)
+        calibrated.model_term = self.model_term.times(anchor_ms / self.anchor_ms)
         return calibrated
 
     def __repr__(self) -> str:
@@ -274,9 +294,13 @@ class Predictor:
         flat = [k for kernels in kernel_lists for k in kernels]
         owner = np.repeat(np.arange(len(kernel_lists)), [len(ks) for ks in kernel_lists])
         ms, _ = self.kernel_latencies(flat)
-        sums = np.bincount(owner, weights=ms, minlength=len(kernel_lists))
+        sums = np.bincount(owner, weights=self.scaled(flat, ms), minlength=len(kernel_lists))
         counts = np.array([self.model_term.count(ks) for ks in kernel_lists], dtype=np.float64)
-        return self.model_term.apply(sums, counts)
+        return sums + self.model_term.overhead(counts)
+
+    def scaled(self, kernels: Sequence[Kernel], ms: np.ndarray) -> np.ndarray:
+        """Raw kernel predictions with the model term's scale of each kernel's group."""
+        return ms * self.model_term.scales(self.group(k.type) for k in kernels)
 
     # -- models ------------------------------------------------------------------------------
     def predict(self, model: Any, input_shape: InputShape = None) -> Prediction:
@@ -310,8 +334,8 @@ class Predictor:
     def _prediction(self, model: Any, graph: Graph, kernels: list[Kernel], ms: np.ndarray,
                     covered: np.ndarray) -> Prediction:
         term = self.model_term
-        scaled = term.scale * ms
-        overhead = term.per_node_ms * term.count(kernels) + term.intercept_ms
+        scaled = self.scaled(kernels, ms)
+        overhead = term.overhead(term.count(kernels))
         flops = np.array([k.features.get("FLOPS", 0.0) for k in kernels], dtype=np.float64)
         n = len(kernels)
         coverage = {
