@@ -240,3 +240,9 @@ def test_anchor_puts_latencies_at_one_machine_speed():
     rows = at_anchor_speed([{"latency_ms": 2.0, "anchor_ms": 0.6}, {"latency_ms": 2.0}], 0.3)
     assert [r["latency_ms"] for r in rows] == [1.0, 2.0]
     assert anchor_bytes() == anchor_bytes.__wrapped__()  # the same network in every worker
+
+
+def test_worker_raises_its_priority_where_allowed(tmp_path):
+    m = measure(tiny_onnx(tmp_path / "tiny.onnx"), "onnxruntime-cpu", {"threads": 1}, FAST)
+    # Root may raise it (CI and this machine run as root); anyone else is refused, quietly.
+    assert m.ok and m.env["priority_raised"] is (os.geteuid() == 0)

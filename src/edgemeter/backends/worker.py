@@ -7,6 +7,7 @@ profiled runs, whether to time the speed anchor, result file) and writes the res
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -22,7 +23,7 @@ def run_round(payload: dict[str, Any]) -> dict[str, Any]:
     from edgemeter.backends import load_target
 
     backend = load_target(payload["target"])(**payload["config"])
-    env = backend.environment()
+    env = {**backend.environment(), "priority_raised": raise_priority()}
     runner = backend.load(Path(payload["model"]))
     anchor = load_anchor(backend) if payload.get("anchor") and payload["repeats"] else None
     try:
@@ -42,6 +43,25 @@ def run_round(payload: dict[str, Any]) -> dict[str, Any]:
             anchor.close()
     return {"samples_ms": samples, "anchor_samples_ms": anchor_samples or None, "env": env,
             "node_times_ms": node_times, "node_origins": origins, "node_inputs": inputs, "max_rss_kb": peak_rss_kb()}
+
+
+def raise_priority() -> bool:
+    """Ask for more CPU than the machine's other work, where allowed (root or CAP_SYS_NICE).
+
+    The parent starts this worker in a session of its own, and Linux's autogroup scheduler
+    shares the CPU between sessions, not processes: a busy neighbour session (a test run, an
+    editor's indexer) took half of this worker's core and doubled a 5 ms model's runs here,
+    while its nice 19 made no difference. A higher-priority autogroup (and process, where
+    autogroup is off) keeps the timed runs on their core. Refused quietly: measuring goes on."""
+    raised = False
+    for attempt in (lambda: Path("/proc/self/autogroup").write_text("-10"),
+                    lambda: os.setpriority(os.PRIO_PROCESS, 0, -10)):
+        try:
+            attempt()
+            raised = True
+        except (OSError, AttributeError):
+            pass
+    return raised
 
 
 def timed(runner: Any) -> float:
