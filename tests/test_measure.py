@@ -109,8 +109,9 @@ def test_time_budget_stops_adding_rounds(model):
 @pytest.mark.parametrize("backend", ["onnxruntime-cpu", "openvino-cpu-f32"])
 def test_profile_gives_per_node_times(model, backend):
     m = measure(model, backend, {}, FAST, profile=True)
+    # OpenVINO counts whole microseconds: a layout reorder of this tiny model can read 0.
     assert m.ok and m.profiled and m.node_times_ms and all(
-        t > 0 for t in m.node_times_ms.values())
+        t >= 0 for t in m.node_times_ms.values()) and max(m.node_times_ms.values()) > 0
 
 
 def test_threads_are_pinned_in_the_child(model, faults):
