@@ -231,6 +231,24 @@ def test_calibration_scales_by_the_anchor_ratio(trained, capsys):
     # Timed now on the package's own backend: a real anchor time, within a plausible range.
     now = base.calibrated()
     assert 0.01 < now.predict(path).latency_ms / base.predict(path).latency_ms < 100
+    # Anchor times of another anchor network do not compare.
+    package.extra["anchor"] = {"version": 0, "anchor_ms": 0.4}
+    assert Predictor(package).anchor_ms is None
+
+
+def test_cli_calibrate(trained, tmp_path, capsys):
+    from edgemeter.predictor.package import save_package
+
+    package = build_package(trained["profiled"][:3])
+    plain = save_package(package, tmp_path / "plain")
+    path = str(trained["paths"][0])
+    code, _, err = run_cli(["predict", path, "--predictor", str(plain), "--calibrate"], capsys)
+    assert code == 2 and "without the speed anchor" in err and len(err.strip().splitlines()) == 1
+    package.extra["anchor"] = {"version": 1, "anchor_ms": 0.4}
+    anchored = save_package(package, tmp_path / "anchored")
+    code, out, _ = run_cli(["predict", path, "--predictor", str(anchored), "--calibrate",
+                            "--format", "json"], capsys)
+    assert code == 0 and json.loads(out)[0]["latency_ms"] > 0
 
 
 def test_group_scale_applies_to_its_groups_kernels(trained):

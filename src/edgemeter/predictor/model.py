@@ -199,18 +199,23 @@ class Predictor:
     @property
     def anchor_ms(self) -> float | None:
         """The speed anchor's time at the machine speed this predictor's milliseconds are at
-        (:mod:`edgemeter.backends.anchor`); None for a package built without the anchor."""
+        (:mod:`edgemeter.backends.anchor`); None for a package built without the anchor, or
+        with another version of it (whose times do not compare with today's anchor)."""
+        from edgemeter.backends.anchor import ANCHOR_VERSION
+
         anchor = self.package.extra.get("anchor")
-        return float(anchor["anchor_ms"]) if isinstance(anchor, Mapping) \
-            and isinstance(anchor.get("anchor_ms"), (int, float)) else None
+        if not isinstance(anchor, Mapping) or anchor.get("version") != ANCHOR_VERSION:
+            return None
+        value = anchor.get("anchor_ms")
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
     def calibrated(self, anchor_ms: float | None = None) -> Predictor:
         """This predictor at the machine speed where the anchor takes ``anchor_ms``; None times
         the anchor now on the predictor's backend, with the settings it was built with (the
         runtime must be installed). Every prediction scales by the ratio of the anchor times."""
         if self.anchor_ms is None:
-            raise ConfigError(f"{self.package.label} was built without the speed anchor and "
-                              "cannot be calibrated")
+            raise ConfigError(f"{self.package.label} was built without the speed anchor (or "
+                              "with another version of it) and cannot be calibrated")
         if anchor_ms is None:
             from edgemeter.backends.anchor import measure_anchor
 
