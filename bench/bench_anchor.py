@@ -1,0 +1,93 @@
+"""Does the speed anchor make measurements taken at different moments agree?
+
+Measures a few zoo models with the full protocol and the speed anchor every ``--every`` seconds
+for ``--duration`` seconds, then prints, per model, the spread across time of the raw medians
+and of the anchored ones (``median_ms`` put at one machine speed with the anchor timed beside
+it). If the machine's speed drifts and the anchor tracks it, the anchored spread is smaller.
+
+    .venv/bin/python bench/bench_anchor.py --duration 3600 --every 180 --out bench/results/anchor.jsonl
+
+Each cycle appends its measurements to ``--out`` (jsonl), so a long run can be watched and
+summarised while it goes (``--summarise-only``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FAMILIES = ("mobilenetv2", "resnet", "efficientnet", "vit", "shufflenetv2", "squeezenet")
+
+
+def export_models(folder: Path) -> list[Path]:
+    from edgemeter import zoo
+
+    paths = []
+    for i, family in enumerate(FAMILIES):
+        path = folder / f"{family}.onnx"
+        if not path.exists():
+            module, shape = zoo.build(family, zoo.sample_variant(family, np.random.default_rng(
+                [777, i])))
+            zoo.export_onnx(module, shape, path)
+        paths.append(path)
+    return paths
+
+
+def summarise(records: list[dict]) -> None:
+    from edgemeter.backends.anchor import at_speed
+
+    speed = statistics.median(r["anchor_ms"] for r in records)
+    cycles = len({r["cycle"] for r in records})
+    print(f"{cycles} cycles, {len(records)} measurements; anchor median {speed:.4f} ms "
+          f"(min {min(r['anchor_ms'] for r in records):.4f}, "
+          f"max {max(r['anchor_ms'] for r in records):.4f})")
+    print(f"{'model':14}{'raw CV %':>10}{'anchored CV %':>15}{'raw max/min':>13}"
+          f"{'anchored max/min':>18}")
+    for family in FAMILIES:
+        raw = np.array([r["median_ms"] for r in records if r["model"] == family])
+        fixed = np.array([at_speed(r["median_ms"], r["anchor_ms"], speed)
+                          for r in records if r["model"] == family])
+        if raw.size < 2:
+            continue
+        print(f"{family:14}{100 * raw.std() / raw.mean():>10.1f}"
+              f"{100 * fixed.std() / fixed.mean():>15.1f}{raw.max() / raw.min():>13.2f}"
+              f"{fixed.max() / fixed.min():>18.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=3600)
+    parser.add_argument("--every", type=float, default=180)
+    parser.add_argument("--backend", default="onnxruntime-cpu")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/anchor.jsonl"))
+    parser.add_argument("--summarise-only", action="store_true")
+    args = parser.parse_args()
+
+    from edgemeter.backends import Protocol, measure
+
+    if not args.summarise_only:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        paths = export_models(Path(tempfile.mkdtemp(prefix="bench-anchor-")))
+        protocol = Protocol(warmup=5, repeats=20, rounds=3, max_rounds=3, anchor=True)
+        start, cycle = time.monotonic(), 0
+        while time.monotonic() - start < args.duration:
+            began = time.monotonic()
+            with open(args.out, "a") as f:
+                for path in paths:
+                    m = measure(path, args.backend, {"threads": 1}, protocol)
+                    if m.ok:
+                        f.write(json.dumps({"cycle": cycle, "time": time.time(),
+                                            "model": path.stem, "median_ms": m.median_ms,
+                                            "anchor_ms": m.anchor_ms}) + "\n")
+            cycle += 1
+            time.sleep(max(0.0, args.every - (time.monotonic() - began)))
+    summarise([json.loads(line) for line in args.out.read_text().splitlines()])
+
+
+if __name__ == "__main__":
+    main()
