@@ -247,3 +247,23 @@ def test_worker_raises_its_priority_where_allowed(tmp_path):
     m = measure(tiny_onnx(tmp_path / "tiny.onnx"), "onnxruntime-cpu", {"threads": 1}, FAST)
     # Root may raise it (CI and this machine run as root); anyone else is refused, quietly.
     assert m.ok and m.env["priority_raised"] is (os.geteuid() == 0)
+
+
+def test_busy_neighbour_is_seen_and_reported(tmp_path, capsys):
+    from edgemeter.cli import main
+
+    model = tiny_onnx(tmp_path / "tiny.onnx")
+    # A neighbour spinning on every core for the whole measurement.
+    code = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
+    spinners = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(os.cpu_count())]
+    try:
+        busy = measure(model, "onnxruntime-cpu", {"threads": 1},
+                       Protocol(warmup=50, repeats=200, rounds=1, max_rounds=1))
+        with pytest.raises(SystemExit) as done:
+            main(["measure", str(model), "-b", "onnxruntime-cpu", "--rounds", "1",
+                  "--repeats", "200"])
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+    assert busy.ok and busy.others_cores >= 0.5
+    assert done.value.code == 0 and "cores busy" in capsys.readouterr().out

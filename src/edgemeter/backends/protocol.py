@@ -89,6 +89,8 @@ class Measurement:
     # median_ms / anchor_ms is the latency in anchor units, comparable across moments.
     anchor_round_medians_ms: list[float] | None = None
     anchor_ms: float | None = None
+    # Cores other processes kept busy during a round, the most over rounds (None: unknown).
+    others_cores: float | None = None
     error: str | None = None
     protocol: dict[str, Any] = field(default_factory=dict)
 
@@ -229,6 +231,8 @@ def measure(model_path: str | Path, backend_name: str, config: dict[str, Any] | 
             round_start = time.monotonic()
             out = backend.run_round(payload, protocol.timeout_s)
             rounds.append(out["samples_ms"])
+            if out.get("others_cores") is not None:
+                result.others_cores = max(result.others_cores or 0.0, out["others_cores"])
             if out.get("anchor_samples_ms"):  # a remote worker of an older edgemeter: none
                 anchors.append(statistics.median(out["anchor_samples_ms"]))
                 result.anchor_round_medians_ms = anchors

@@ -26,6 +26,7 @@ def run_round(payload: dict[str, Any]) -> dict[str, Any]:
     env = {**backend.environment(), "priority_raised": raise_priority()}
     runner = backend.load(Path(payload["model"]))
     anchor = load_anchor(backend) if payload.get("anchor") and payload["repeats"] else None
+    before = cpu_counters()
     try:
         # The anchor runs in blocks just before and after the model's runs, not between them:
         # its weights would push the model's out of the caches. The drift it tracks takes minutes.
@@ -34,6 +35,7 @@ def run_round(payload: dict[str, Any]) -> dict[str, Any]:
             runner.run()
         samples = [timed(runner) for _ in range(payload["repeats"])]
         anchor_samples += anchor_block(anchor, 0, payload["repeats"] - payload["repeats"] // 2)
+        others = others_cores(before, cpu_counters())
         node_times = runner.node_times(payload["profile_runs"]) if payload["profile_runs"] else None
         origins = runner.node_origins() if payload["profile_runs"] else None
         inputs = runner.node_inputs() if payload["profile_runs"] else None
@@ -41,7 +43,8 @@ def run_round(payload: dict[str, Any]) -> dict[str, Any]:
         runner.close()
         if anchor:
             anchor.close()
-    return {"samples_ms": samples, "anchor_samples_ms": anchor_samples or None, "env": env,
+    return {"samples_ms": samples, "anchor_samples_ms": anchor_samples or None,
+            "others_cores": others, "env": env,
             "node_times_ms": node_times, "node_origins": origins, "node_inputs": inputs, "max_rss_kb": peak_rss_kb()}
 
 
@@ -62,6 +65,31 @@ def raise_priority() -> bool:
         except (OSError, AttributeError):
             pass
     return raised
+
+
+def cpu_counters() -> tuple[int, int, int] | None:
+    """(busy, total) jiffies of all CPUs (steal time counts as busy: the hypervisor gave the
+    time to someone else) and this process's own jiffies; None where /proc is missing."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, ValueError, IndexError):
+        return None
+    total = sum(fields)
+    return total - fields[3] - fields[4], total, int(own[11]) + int(own[12])
+
+
+def others_cores(before: tuple | None, after: tuple | None) -> float | None:
+    """How many cores other processes (and the hypervisor) kept busy between two counters.
+
+    A neighbour on another core slows a model through the shared caches and memory: 5-20 % on
+    the larger zoo models here, which the small speed anchor hardly feels. This tells a
+    measurement taken on a busy machine from a quiet one."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    cores = os.cpu_count() or 1
+    others = (after[0] - before[0]) - (after[2] - before[2])
+    return max(0.0, others * cores / (after[1] - before[1]))
 
 
 def timed(runner: Any) -> float:

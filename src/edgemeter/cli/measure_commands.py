@@ -83,6 +83,7 @@ def measurement_json(m: Any) -> dict[str, Any]:
     return {"model": m.model, "backend": m.backend, "config": m.config,
             "median_ms": m.median_ms, "spread": m.spread, "stable": m.stable,
             "round_medians_ms": m.round_medians_ms, "samples": m.samples_ms, "env": m.env,
+            "anchor_ms": m.anchor_ms, "others_cores": m.others_cores,
             "kernels": times.kernels if times else [],
             "unattributed_ms": times.unattributed_ms if times else None,
             "reattributed_ms": times.reattributed_ms if times else None,
@@ -93,6 +94,10 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+# Other processes using this many cores during a round make a measurement worth a warning.
+BUSY_CORES = 0.5
+
+
 def format_table(m: Any) -> str:
     if not m.ok:
         return f"{m.model}  {m.backend}  FAILED: {m.error}"
@@ -101,6 +106,10 @@ def format_table(m: Any) -> str:
              f"CV between rounds {_pct(s['cv_between'])}, within {_pct(s['cv_within'])}  "
              f"{len(m.round_medians_ms)} rounds x {len(m.samples_ms) // len(m.round_medians_ms)}"
              f"  {'stable' if m.stable else 'UNSTABLE'}"]
+    if m.others_cores is not None and m.others_cores >= BUSY_CORES:
+        lines.append(f"  warning: other processes kept {m.others_cores:.1f} cores busy while "
+                     "this was measured; through shared caches and memory that slows larger "
+                     "models (5-20 % seen here)")
     if m.node_times_ms:
         from edgemeter.backends.kernel_times import measured_kernel_times
 

@@ -22,7 +22,7 @@ def _record(entry: dict[str, Any], m: Measurement) -> dict[str, Any]:
     return {"file": entry["file"], "family": entry["family"], "backend": m.backend,
             "config": m.config, "median_ms": m.median_ms, "spread": m.spread,
             "rounds": len(m.round_medians_ms), "stable": m.stable, "error": m.error,
-            "anchor_ms": m.anchor_ms,
+            "anchor_ms": m.anchor_ms, "others_cores": m.others_cores,
             "model_sha256": m.model_sha256, "env": m.env}
 
 
