@@ -76,6 +76,13 @@ class _Branches(nn.Module):
         return torch.softmax(nn.functional.pad(y, (1, 2, 0, 1)), 1)
 
 
+class _ConcatRelu(nn.Module):
+    """A Relu after a Concat: XNNPACK ignores CONCATENATION's fused activation."""
+
+    def forward(self, x):
+        return torch.relu(torch.cat([x, x * -2], 1))
+
+
 class _Attention(nn.Module):
     """LayerNorm, attention MatMuls, softmax and exact GELU (fused into one GELU op)."""
 
@@ -98,6 +105,7 @@ SMALL_MODELS = {
     "pools": (nn.Sequential(nn.MaxPool2d(3, 2, 1), nn.AvgPool2d(3, 1, 1),
                             nn.AvgPool2d(2, 2, count_include_pad=False),
                             nn.MaxPool2d(2, 2, ceil_mode=True)), (1, 8, 33, 33)),
+    "concat_relu": (_ConcatRelu(), (1, 8, 8, 8)),
     "se_hsigmoid": (_SE(8), (1, 8, 16, 16)),
     "residual_add": (_Residual(8), (1, 8, 16, 16)),
     "concat_split_shuffle": (_Branches(), (1, 8, 8, 8)),

@@ -451,7 +451,7 @@ def _clip_bounds(node: onnx.NodeProto, values: dict, attrs: dict) -> tuple[float
 
 def _fusable_activations(graph: onnx.GraphProto, values: dict) -> dict[str, tuple]:
     """Producer node name → (activation node, TFLite activation code) for Relu/Relu6/Relu1 nodes
-    that are the only consumer of a conv/FC/elementwise/pool/concat output."""
+    that are the only consumer of a conv/FC/elementwise/pool output."""
     from ai_edge_litert.schema_py_generated import ActivationFunctionType as Act
 
     users: dict[str, list[onnx.NodeProto]] = {}
@@ -459,8 +459,10 @@ def _fusable_activations(graph: onnx.GraphProto, values: dict) -> dict[str, tupl
         for i in node.input:
             users.setdefault(i, []).append(node)
     outputs = {o.name for o in graph.output}
+    # Not Concat: XNNPACK ignores CONCATENATION's fused activation (the reference kernel
+    # rejects it), so a fused Relu would silently vanish.
     fusable = {"Conv", "ConvTranspose", "Gemm", "Add", "Sub", "Mul", "Div", "MaxPool",
-               "AveragePool", "Concat"}
+               "AveragePool"}
     fused = {}
     for node in graph.node:
         if node.op_type not in fusable or node.output[0] in outputs:
