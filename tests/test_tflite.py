@@ -105,6 +105,11 @@ SMALL_MODELS = {
     "pools": (nn.Sequential(nn.MaxPool2d(3, 2, 1), nn.AvgPool2d(3, 1, 1),
                             nn.AvgPool2d(2, 2, count_include_pad=False),
                             nn.MaxPool2d(2, 2, ceil_mode=True)), (1, 8, 33, 33)),
+    # Explicit pads (neither SAME nor VALID) with both count_include_pad values, and ceil_mode.
+    "avgpool_explicit_pads": (nn.Sequential(nn.AvgPool2d(2, 2, 1),
+                                            nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+                                            nn.ReLU(), nn.AvgPool2d(3, 2, 1, ceil_mode=True)),
+                              (1, 8, 30, 30)),
     "concat_relu": (_ConcatRelu(), (1, 8, 8, 8)),
     "se_hsigmoid": (_SE(8), (1, 8, 16, 16)),
     "residual_add": (_Residual(8), (1, 8, 16, 16)),
@@ -120,6 +125,18 @@ def test_small_models_match_onnxruntime(name, tmp_path):
     module, shape = SMALL_MODELS[name]
     path = _export(module, shape, tmp_path / f"{name}.onnx")
     _compare(path, onnx_to_tflite(path, tmp_path / f"{name}.tflite"), shape)
+
+
+def test_avgpool_kernel_model_matches_onnxruntime(tmp_path):
+    """The builder's avgpool kernel: kernel 2, stride 2, pads [1, 1, 1, 1], padding excluded."""
+    import onnx
+
+    from edgemeter.builder.kernel_models import emit
+
+    path = tmp_path / "avgpool.onnx"
+    onnx.save(emit({"type": "avgpool-relu", "HW": 14, "CIN": 8, "KERNEL_SIZE": 2,
+                    "STRIDES": 2}), path)
+    _compare(path, onnx_to_tflite(path, tmp_path / "avgpool.tflite"), (1, 8, 14, 14))
 
 
 def _compute_nodes(graph):

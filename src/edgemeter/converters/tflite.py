@@ -25,8 +25,10 @@ Supported ONNX ops → TFLite builtins:
 - Relu, Clip (0..6 → RELU6, -1..1 → RELU_N1_TO_1, others → MAXIMUM/MINIMUM), LeakyRelu,
   Sigmoid, Tanh, HardSwish, HardSigmoid (→ MUL, ADD+RELU6, MUL), Exp, Sqrt, Neg, Abs, Erf-GELU
   pattern and Gelu → GELU; Relu/Clip after a conv, FC, add, … fuse into it as TFLite does.
-- MaxPool, AveragePool (SAME/VALID, else an explicit PAD; -inf padding for max pooling),
-  GlobalAveragePool/GlobalMaxPool → MEAN/REDUCE_MAX; ReduceMean/Max/Sum.
+- MaxPool, AveragePool (SAME/VALID, else an explicit PAD: -inf for max pooling; zeros for
+  average pooling, whose window means a MUL then rescales to ONNX's divisor, so both
+  count_include_pad values and ceil_mode match), GlobalAveragePool/GlobalMaxPool →
+  MEAN/REDUCE_MAX; ReduceMean/Max/Sum.
 - Concat, Gather (constant indices), Split (SPLIT_V), Slice (STRIDED_SLICE, positive steps), Reshape, Flatten, Squeeze,
   Unsqueeze, Transpose, Pad (constant → PAD/PADV2, reflect → MIRROR_PAD), Softmax (any axis),
   Resize (nearest with asymmetric/floor, linear with half_pixel, pytorch_half_pixel,
@@ -392,32 +394,40 @@ class _Converter:
         return self.op(self.B.PADV2, inputs, out_shape, name)
 
     def spatial_padding(self, node: onnx.NodeProto, index: int, attrs: dict, kernel: list[int],
-                        pad_value: float | None, same_ok: bool = True) -> tuple[int, int]:
-        """TFLite padding for a conv/pool node: SAME or VALID, with an explicit PAD in front
-        when ONNX's padding is neither (or ``same_ok`` is False). ``pad_value`` None means
-        explicit padding would change the result (average pooling that excludes padding)."""
+                        pad_value: float) -> tuple[int, int]:
+        """TFLite padding for a conv/pool node: SAME or VALID, with an explicit PAD of
+        ``pad_value`` in front when ONNX's padding is neither."""
+        padding, pads = self.padding(node, attrs, kernel)
+        if pads is None:
+            return padding, index
+        return padding, self.pad_spatial(index, pads, pad_value, f"{node.output[0]}/pad")
+
+    def padding(self, node: onnx.NodeProto, attrs: dict, kernel: list[int],
+                same_ok: bool = True) -> tuple[int, list[int] | None]:
+        """(TFLite padding, None) when SAME (if ``same_ok``) or VALID give ONNX's windows, else
+        (VALID, the explicit pads that do: ONNX's, ceil_mode's extra end rows added)."""
         x, y = self.shape(node.input[0]), self.shape(node.output[0])
         strides = attrs.get("strides", [1, 1])
         dilations = attrs.get("dilations", [1, 1])
         pads = _onnx_pads(attrs, x[2:], kernel, strides, dilations)
-        same = same_pads(x[2:], kernel, strides, dilations)
+        if attrs.get("ceil_mode", 0) and any((y[2 + a] - 1) * strides[a] >= x[2 + a] + pads[a]
+                                             for a in range(2)):
+            raise ModelError(f"cannot convert {node.op_type} node '{node.name}' to TFLite: "
+                             "its last ceil_mode window starts in the end padding (ONNX's shape "
+                             "inference keeps it, onnxruntime drops it)")
         extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
         if not any(pads) and y[2:] == _valid_out(x[2:], extent, strides):
-            return self.fb.Padding.VALID, index
-        if same_ok and pads == same and y[2:] == [-(-s // st) for s, st in zip(x[2:], strides)]:
-            return self.fb.Padding.SAME, index
+            return self.fb.Padding.VALID, None
+        if same_ok and pads == same_pads(x[2:], kernel, strides, dilations) and \
+                y[2:] == [-(-s // st) for s, st in zip(x[2:], strides)]:
+            return self.fb.Padding.SAME, None
         # ceil_mode: pad the end until VALID windows give ONNX's output size.
         explicit = list(pads)
         for axis in range(2):
             while _valid_out([x[2 + axis] + explicit[axis] + explicit[axis + 2]],
                              [extent[axis]], [strides[axis]])[0] < y[2 + axis]:
                 explicit[axis + 2] += 1
-        if pad_value is None or (explicit != pads and node.op_type == "AveragePool"):
-            raise ModelError(f"cannot convert {node.op_type} node '{node.name}' to TFLite: "
-                             f"padding {pads} has no TFLite form for average pooling")
-        pads = explicit
-        return self.fb.Padding.VALID, self.pad_spatial(index, pads, pad_value,
-                                                       f"{node.output[0]}/pad")
+        return self.fb.Padding.VALID, explicit
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
@@ -681,17 +691,48 @@ def _pool(c: _Converter, node: onnx.NodeProto, attrs: dict) -> None:
         raise ModelError(f"cannot convert {node.op_type} node '{node.name}' to TFLite: only "
                          "undilated 2-D pooling is supported")
     x = c.get(node.input[0], nhwc=True)
-    if node.op_type == "MaxPool":
-        pad_value, code = FLOAT_LOWEST, c.B.MAX_POOL_2D
-    else:  # TFLite's SAME average excludes the padding, like count_include_pad=0
-        pad_value = 0.0 if attrs.get("count_include_pad", 0) else None
-        code = c.B.AVERAGE_POOL_2D
-    # Counted padding must be real zeros: never TFLite's SAME, which leaves it out.
-    padding, x = c.spatial_padding(node, x, attrs, kernel, pad_value, same_ok=pad_value != 0.0)
+    strides = attrs.get("strides", [1, 1])
     options = c.fb.Pool2DOptionsT()
-    options.padding, (options.strideH, options.strideW) = padding, attrs.get("strides", [1, 1])
-    options.filterHeight, options.filterWidth = kernel
-    c.emit_node(node, code, [x], True, options)
+    (options.strideH, options.strideW), (options.filterHeight, options.filterWidth) = \
+        strides, kernel
+    if node.op_type == "MaxPool":
+        options.padding, x = c.spatial_padding(node, x, attrs, kernel, FLOAT_LOWEST)
+        c.emit_node(node, c.B.MAX_POOL_2D, [x], True, options)
+        return
+    # TFLite's SAME average leaves the padding out, as count_include_pad=0 does.
+    include = bool(attrs.get("count_include_pad", 0))
+    options.padding, pads = c.padding(node, attrs, kernel, same_ok=not include)
+    if pads is None:
+        c.emit_node(node, c.B.AVERAGE_POOL_2D, [x], True, options)
+        return
+    # Other padding: average over zero-padded full windows, then rescale each output by
+    # window area / ONNX's divisor (real pixels, or pixels inside ONNX's pads).
+    x = c.pad_spatial(x, pads, 0.0, f"{node.output[0]}/pad")
+    x_shape, y_shape = c.shape(node.input[0]), c.shape(node.output[0])
+    onnx_pads = _onnx_pads(attrs, x_shape[2:], kernel, strides, [1, 1])
+    counts = [_window_counts(x_shape[2 + a], kernel[a], strides[a], onnx_pads[a],
+                             onnx_pads[a + 2], y_shape[2 + a], include) for a in range(2)]
+    if any(np.any(n <= 0) for n in counts):
+        raise ModelError(f"cannot convert AveragePool node '{node.name}' to TFLite: a window "
+                         f"of pads {onnx_pads} covers no input pixel")
+    rescale = kernel[0] * kernel[1] / np.outer(*counts)
+    if np.all(rescale == 1):
+        c.emit_node(node, c.B.AVERAGE_POOL_2D, [x], True, options)
+        return
+    pooled = c.op(c.B.AVERAGE_POOL_2D, [x], [y_shape[i] for i in NCHW_TO_NHWC],
+                  f"{node.output[0]}/window_mean", options)
+    c.emit_node(node, c.B.MUL, [pooled, c.const(rescale[None, :, :, None],
+                                                f"{node.name}/rescale")], True,
+                c.fb.MulOptionsT())
+
+
+def _window_counts(size: int, kernel: int, stride: int, begin: int, end: int, out: int,
+                   include_pad: bool) -> np.ndarray:
+    """ONNX's divisor of each average-pooling window along one axis (as onnxruntime computes
+    it): the window's pixels inside the input, or inside the input and its pads."""
+    low, high = (-begin, size + end) if include_pad else (0, size)
+    starts = np.arange(out) * stride - begin
+    return np.minimum(starts + kernel, high) - np.maximum(starts, low)
 
 
 def _global_pool(c: _Converter, node: onnx.NodeProto, attrs: dict) -> None:
