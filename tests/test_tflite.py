@@ -83,6 +83,14 @@ class _ConcatRelu(nn.Module):
         return torch.relu(torch.cat([x, x * -2], 1))
 
 
+class _ArgMax(nn.Module):
+    """ArgMax over NHWC channels with kept dims, and over the last axis of a 3-D tensor, its
+    indices then used as floats."""
+
+    def forward(self, x):
+        return x.argmax(1, keepdim=True), x.mean(1).argmax(-1).float() * 0.5
+
+
 class _Attention(nn.Module):
     """LayerNorm, attention MatMuls, softmax and exact GELU (fused into one GELU op)."""
 
@@ -111,6 +119,7 @@ SMALL_MODELS = {
                                             nn.ReLU(), nn.AvgPool2d(3, 2, 1, ceil_mode=True)),
                               (1, 8, 30, 30)),
     "concat_relu": (_ConcatRelu(), (1, 8, 8, 8)),
+    "argmax": (_ArgMax(), (1, 8, 6, 7)),
     "se_hsigmoid": (_SE(8), (1, 8, 16, 16)),
     "residual_add": (_Residual(8), (1, 8, 16, 16)),
     "concat_split_shuffle": (_Branches(), (1, 8, 8, 8)),
@@ -137,6 +146,16 @@ def test_avgpool_kernel_model_matches_onnxruntime(tmp_path):
     onnx.save(emit({"type": "avgpool-relu", "HW": 14, "CIN": 8, "KERNEL_SIZE": 2,
                     "STRIDES": 2}), path)
     _compare(path, onnx_to_tflite(path, tmp_path / "avgpool.tflite"), (1, 8, 14, 14))
+
+
+def test_argmax_imports_back_with_onnx_axes(tmp_path):
+    module, shape = SMALL_MODELS["argmax"]
+    path = _export(module, shape, tmp_path / "argmax.onnx")
+    graph = import_tflite(onnx_to_tflite(path, tmp_path / "argmax.tflite"))
+    # NHWC channels (TFLite axis 3) are NCHW axis 1 again; keepdims is TFLite's RESHAPE after.
+    assert [(n.op, n.attrs["axis"]) for n in graph if n.op == "ArgMax"] == [("ArgMax", 1),
+                                                                            ("ArgMax", 2)]
+    assert not graph.warnings
 
 
 def _compute_nodes(graph):
@@ -182,14 +201,19 @@ def test_fused_activations_become_named_nodes(tmp_path):
     assert graph.tensors[relu.outputs[0]].dtype == "float32"
 
 
-def test_unsupported_op_names_the_op(tmp_path):
-    node = helper.make_node("ArgMax", ["x"], ["y"], name="pick")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                                                          [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.INT64, [1, 1])])
+@pytest.mark.parametrize("nodes, match", [
+    ([helper.make_node("Hardmax", ["x"], ["y"], name="pick")],
+     "ONNX op Hardmax \\(node 'pick'\\)"),
+    ([helper.make_node("ArgMax", ["x"], ["y"], name="last", select_last_index=1)],
+     "ArgMax node 'last' .*select_last_index"),
+])
+def test_unconvertible_ops_are_named(nodes, match, tmp_path):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                         [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.UNDEFINED, None)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    with pytest.raises(ModelError, match="ONNX op ArgMax \\(node 'pick'\\)"):
-        onnx_to_tflite(model, tmp_path / "argmax.tflite")
+    with pytest.raises(ModelError, match=match):
+        onnx_to_tflite(model, tmp_path / "model.tflite")
 
 
 @pytest.mark.parametrize("content", [b"\x00" * 3, b"garbage!" * 50, None])

@@ -28,12 +28,14 @@ Supported ONNX ops → TFLite builtins:
 - MaxPool, AveragePool (SAME/VALID, else an explicit PAD: -inf for max pooling; zeros for
   average pooling, whose window means a MUL then rescales to ONNX's divisor, so both
   count_include_pad values and ceil_mode match), GlobalAveragePool/GlobalMaxPool →
-  MEAN/REDUCE_MAX; ReduceMean/Max/Sum.
+  MEAN/REDUCE_MAX; ReduceMean/Max/Sum; ArgMax/ArgMin → ARG_MAX/ARG_MIN (int64 indices,
+  + RESHAPE for keepdims; not select_last_index).
 - Concat, Gather (constant indices), Split (SPLIT_V), Slice (STRIDED_SLICE, positive steps), Reshape, Flatten, Squeeze,
   Unsqueeze, Transpose, Pad (constant → PAD/PADV2, reflect → MIRROR_PAD), Softmax (any axis),
   Resize (nearest with asymmetric/floor, linear with half_pixel, pytorch_half_pixel,
   asymmetric or align_corners), BatchNormalization (→ MUL, ADD), LayerNormalization
-  (decomposed into MEAN, SUB, MUL, ADD, RSQRT), Identity, Dropout, float-to-float Cast.
+  (decomposed into MEAN, SUB, MUL, ADD, RSQRT), Identity, Dropout, Cast to float (CAST for
+  integer indices).
 
 Anything else raises :class:`ModelError` naming the op (and the node).
 """
@@ -218,6 +220,11 @@ class _Converter:
         self.graph = graph
         self.values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
         self.shapes = _shapes(graph)
+        # Integer ONNX values (ArgMax's indices) keep their type; everything else is float32.
+        self.dtypes = {v.name: {onnx.TensorProto.INT64: fb.TensorType.INT64,
+                                onnx.TensorProto.INT32: fb.TensorType.INT32}.get(
+                                    v.type.tensor_type.elem_type)
+                       for v in (*graph.value_info, *graph.output)}
         self.tensors: list = []
         self.buffers = [fb.BufferT()]  # buffer 0: the empty buffer of activations
         self.operators: list = []
@@ -257,7 +264,8 @@ class _Converter:
     def define(self, name: str, nhwc: bool) -> int:
         shape = self.shape(name)
         nhwc = nhwc and len(shape) == 4
-        index = self.new_tensor(name, [shape[i] for i in NCHW_TO_NHWC] if nhwc else shape)
+        index = self.new_tensor(name, [shape[i] for i in NCHW_TO_NHWC] if nhwc else shape,
+                                dtype=self.dtypes.get(name))
         self.stored[name] = (index, nhwc)
         return index
 
@@ -318,9 +326,9 @@ class _Converter:
         self.emit(code, inputs, [self.define(name, nhwc)], options)
 
     def op(self, code: int, inputs: list[int], shape: list[int], name: str,
-           options: Any = None) -> int:
-        """Emit an intermediate op and return its (new) output tensor."""
-        out = self.new_tensor(name, shape)
+           options: Any = None, dtype: int | None = None) -> int:
+        """Emit an intermediate op and return its (new) output tensor (float32 by default)."""
+        out = self.new_tensor(name, shape, dtype=dtype)
         self.emit(code, inputs, [out], options)
         return out
 
@@ -328,7 +336,7 @@ class _Converter:
         options = self.fb.ReshapeOptionsT()
         options.newShape = list(shape)
         return self.op(self.B.RESHAPE, [index, self.const(shape, f"{name}/shape", np.int32)],
-                       shape, name, options)
+                       shape, name, options, self.tensors[index].type)
 
     def transpose(self, index: int, perm: list[int], shape: list[int], name: str) -> int:
         out_shape = [shape[p] for p in perm]
@@ -336,7 +344,7 @@ class _Converter:
         if moving == sorted(moving):  # only size-1 dims move: the bytes stay in order
             return self.reshape(index, out_shape, name)
         return self.op(self.B.TRANSPOSE, [index, self.const(perm, f"{name}/perm", np.int32)],
-                       out_shape, name)
+                       out_shape, name, dtype=self.tensors[index].type)
 
     @property
     def B(self) -> Any:
@@ -756,15 +764,43 @@ def _reduce(c: _Converter, node: onnx.NodeProto, attrs: dict) -> None:
     axes = sorted(a % rank for a in (axes if axes is not None else range(rank)))
     keep = bool(attrs.get("keepdims", 1))
     src = node.input[0]
-    # Reduce in NHWC when the result's dims keep their order either way.
-    nhwc = c.nhwc(src) and (keep or [d for d in NCHW_TO_NHWC if d not in axes]
-                            == [d for d in range(4) if d not in axes])
+    nhwc = _reduce_nhwc(c, src, axes, keep)
     tfl_axes = [NHWC_AXIS[a] for a in axes] if nhwc else axes
     options = c.fb.ReducerOptionsT()
     options.keepDims = keep
     c.emit(getattr(c.B, REDUCE[node.op_type]),
            [c.get(src, nhwc=nhwc), c.const(tfl_axes, f"{node.name}/axes", np.int32)],
            [c.define(node.output[0], nhwc and keep)], options)
+
+
+def _reduce_nhwc(c: _Converter, src: str, axes: list[int], keep: bool) -> bool:
+    """Reduce in NHWC when the input is stored so and the result's dims keep their order."""
+    return c.nhwc(src) and (keep or [d for d in NCHW_TO_NHWC if d not in axes]
+                            == [d for d in range(4) if d not in axes])
+
+
+def _arg_extreme(c: _Converter, node: onnx.NodeProto, attrs: dict) -> None:
+    if attrs.get("select_last_index", 0):
+        raise ModelError(f"cannot convert {node.op_type} node '{node.name}' to TFLite: "
+                         "select_last_index=1 (TFLite returns the first index of a tie)")
+    src = node.input[0]
+    axis = attrs.get("axis", 0) % len(c.shape(src))
+    keep = bool(attrs.get("keepdims", 1))
+    nhwc = _reduce_nhwc(c, src, [axis], keep)
+    tfl_axis = NHWC_AXIS[axis] if nhwc else axis
+    code, options = (c.B.ARG_MAX, c.fb.ArgMaxOptionsT()) if node.op_type == "ArgMax" else \
+        (c.B.ARG_MIN, c.fb.ArgMinOptionsT())
+    options.outputType = c.fb.TensorType.INT64  # ONNX's index type
+    x = c.get(src, nhwc=nhwc)
+    inputs = [x, c.const([tfl_axis], f"{node.name}/axis", np.int32)]
+    if not keep:
+        c.emit(code, inputs, [c.define(node.output[0], nhwc)], options)
+        return
+    # TFLite drops the reduced axis: a RESHAPE puts it back as size 1.
+    kept = [1 if i == tfl_axis else d for i, d in enumerate(c.tensors[x].shape)]
+    index = c.op(code, inputs, [d for i, d in enumerate(kept) if i != tfl_axis],
+                 f"{node.output[0]}/{node.op_type}", options, c.fb.TensorType.INT64)
+    c.stored[node.output[0]] = (c.reshape(index, kept, node.output[0]), nhwc)
 
 
 def _axis(c: _Converter, node: onnx.NodeProto, attrs: dict, nhwc: bool) -> int:
@@ -980,10 +1016,13 @@ def _layer_norm(c: _Converter, node: onnx.NodeProto, attrs: dict) -> None:
 def _identity(c: _Converter, node: onnx.NodeProto, attrs: dict) -> None:
     if node.op_type == "Cast" and onnx.helper.tensor_dtype_to_np_dtype(attrs["to"]).kind != "f":
         raise ModelError(f"cannot convert Cast node '{node.name}' to a non-float type to TFLite")
-    if node.input[0] in c.values:
-        c.values[node.output[0]] = c.values[node.input[0]]
+    src = node.input[0]
+    if src in c.values:
+        c.values[node.output[0]] = c.values[src]
+    elif node.op_type == "Cast" and c.tensors[c.get(src)].type != c.fb.TensorType.FLOAT32:
+        c.emit(c.B.CAST, [c.get(src)], [c.define(node.output[0], c.nhwc(src))])  # indices
     else:
-        c.alias(node.output[0], node.input[0])
+        c.alias(node.output[0], src)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -991,7 +1030,8 @@ HANDLERS: dict[str, Handler] = {
     **{op: _binary for op in BINARY}, "Pow": _pow, **{op: _unary for op in UNARY},
     "Clip": _clip, "HardSigmoid": _hard_sigmoid, "MaxPool": _pool, "AveragePool": _pool,
     "GlobalAveragePool": _global_pool, "GlobalMaxPool": _global_pool,
-    **{op: _reduce for op in REDUCE}, "Concat": _concat, "Gather": _gather, "Split": _split, "Slice": _slice,
+    **{op: _reduce for op in REDUCE}, "ArgMax": _arg_extreme, "ArgMin": _arg_extreme,
+    "Concat": _concat, "Gather": _gather, "Split": _split, "Slice": _slice,
     "Reshape": _reshape, "Flatten": _reshape, "Squeeze": _reshape, "Unsqueeze": _reshape,
     "Transpose": _transpose, "Softmax": _softmax, "Pad": _pad, "Resize": _resize,
     "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm,

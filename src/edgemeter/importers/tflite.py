@@ -8,7 +8,7 @@ see the same graph as for the ONNX model a .tflite file came from:
   DEPTHWISE_CONV_2D ``[1, kh, kw, O]`` → Conv ``[O, 1, kh, kw]`` (group = CIN), TRANSPOSE_CONV
   ``[O, kh, kw, I]`` → ConvTranspose ``[I, O, kh, kw]``. SAME/VALID padding becomes explicit pads.
 - FULLY_CONNECTED → Gemm (transB=1) on a 2-D input, else MatMul (+ Add for the bias).
-- Axes (CONCATENATION, MEAN, SPLIT, SOFTMAX, TRANSPOSE perm, PAD) are remapped to NCHW;
+- Axes (CONCATENATION, MEAN, ARG_MAX, SPLIT, SOFTMAX, TRANSPOSE perm, PAD) are remapped to NCHW;
   MEAN / REDUCE_MAX over H, W with kept dims → GlobalAveragePool / GlobalMaxPool.
 - A fused activation (``fused_activation_function`` RELU, RELU6, RELU_N1_TO_1, TANH) becomes an
   explicit node after the op, named ``<op>/fused_<activation>``; the op writes
@@ -290,6 +290,12 @@ def _reduce(im: _Importer, kind: str, inputs: list[str], outputs: list[str], o: 
     return im.add(op, [x], outputs, {"axes": axes, "keepdims": int(keep)})
 
 
+def _arg_extreme(im: _Importer, kind: str, inputs: list[str], outputs: list[str], o: Any) -> Node:
+    axis = _axis(im, inputs[0], int(np.ravel(im.arrays[inputs[1]])[0]))
+    return im.add("ArgMax" if kind == "ARG_MAX" else "ArgMin", inputs[:1], outputs,
+                  {"axis": axis, "keepdims": 0})
+
+
 def _reshape(im: _Importer, kind: str, inputs: list[str], outputs: list[str], o: Any) -> Node:
     shape = im.shape(outputs[0])
     target = im.constant(f"{outputs[0]}/shape", [len(shape)], list(shape), "int64")
@@ -377,7 +383,8 @@ def _unmapped(im: _Importer, kind: str, inputs: list[str], outputs: list[str], o
 OPS: dict[str, Rule] = {
     "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "TRANSPOSE_CONV": _transpose_conv,
     "FULLY_CONNECTED": _fully_connected, "AVERAGE_POOL_2D": _pool, "MAX_POOL_2D": _pool,
-    "MEAN": _reduce, "SUM": _reduce, "REDUCE_MAX": _reduce, "RESHAPE": _reshape,
+    "MEAN": _reduce, "SUM": _reduce, "REDUCE_MAX": _reduce, "ARG_MAX": _arg_extreme,
+    "ARG_MIN": _arg_extreme, "RESHAPE": _reshape,
     "SQUEEZE": _reshape, "EXPAND_DIMS": _reshape, "CONCATENATION": _concat, "SPLIT": _split,
     "SPLIT_V": _split, "SOFTMAX": _softmax, "TRANSPOSE": _transpose, "PAD": _pad, "PADV2": _pad,
     "MIRROR_PAD": _pad, "RESIZE_BILINEAR": _resize, "RESIZE_NEAREST_NEIGHBOR": _resize,
