@@ -202,8 +202,9 @@ def test_fused_activations_become_named_nodes(tmp_path):
 
 
 @pytest.mark.parametrize("nodes, match", [
-    ([helper.make_node("Hardmax", ["x"], ["y"], name="pick")],
-     "ONNX op Hardmax \\(node 'pick'\\)"),
+    ([helper.make_node("Hardmax", ["x"], ["h"], name="pick"),
+      helper.make_node("Round", ["h"], ["y"], name="round")],
+     "ONNX op Hardmax \\(node 'pick'\\), ONNX op Round \\(node 'round'\\)"),
     ([helper.make_node("ArgMax", ["x"], ["y"], name="last", select_last_index=1)],
      "ArgMax node 'last' .*select_last_index"),
 ])

@@ -355,14 +355,14 @@ class _Converter:
         for value in self.graph.input:
             if value.name not in self.values:
                 self.define(value.name, nhwc=True)
+        # Name every unsupported op type at once (its first node), not only the first met.
+        missing = {n.op_type: n.name for n in self.graph.node if n.op_type not in HANDLERS}
+        if missing:
+            listed = ", ".join(f"ONNX op {op} (node '{name}')" for op, name in missing.items())
+            raise ModelError(f"cannot convert {listed} to TFLite: not supported")
         for node in self.graph.node:
-            if node.name in self.skipped:
-                continue
-            handler = HANDLERS.get(node.op_type)
-            if handler is None:
-                raise ModelError(f"cannot convert ONNX op {node.op_type} (node '{node.name}') "
-                                 "to TFLite: not supported")
-            handler(self, node, _attrs(node))
+            if node.name not in self.skipped:
+                HANDLERS[node.op_type](self, node, _attrs(node))
         sub = self.fb.SubGraphT()
         sub.tensors, sub.operators, sub.name = self.tensors, self.operators, "main"
         sub.inputs = [self.stored[v.name][0] for v in self.graph.input if v.name not in self.values]
