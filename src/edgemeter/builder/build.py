@@ -33,6 +33,11 @@ from edgemeter.predictor import PredictorPackage, load_package, save_package
 from edgemeter.predictor.metrics import accuracy
 from edgemeter.predictor.model import Predictor
 
+# Feature of sampled-kernel rows (1), absent (read as 0) in zoo-model rows and in every kernel
+# predicted: a kernel timed among unrelated kernels of a batch model pays what its neighbours
+# in a real model share (layout reorders), so the two sources disagree on the same
+# configuration; trees split on it where they do and predict the in-context time.
+ISOLATED = "ISOLATED"
 # Out-of-fold predictions for the model term: folds of training models, trees per regressor.
 FOLDS, FOLD_TREES = 4, 30
 # Shares of the budget at which a phase stops starting new measurements.
@@ -300,7 +305,7 @@ def measure_configs(ws: Workspace, collector: collect.Collector, rules: Any, per
             pbar.update()
             if m.ok:
                 read = collect.kernel_rows if per_node else collect.standalone_row
-                rows += read(path, m, rules, path.stem)
+                rows += [{**row, ISOLATED: 1} for row in read(path, m, rules, path.stem)]
     return rows
 
 
