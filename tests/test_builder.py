@@ -215,6 +215,10 @@ def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, m
     # Anchored by default: every row carries the anchor's time, the package the build's speed.
     assert package.extra["anchor"]["anchor_ms"] > 0
     assert all(row["anchor_ms"] > 0 for row in package.training_data["conv"])
+    # Sampled kernels are flagged, zoo-model kernels are not (as every kernel predicted).
+    flags = {row["source"].startswith("mobilenetv2"): row["ISOLATED"]
+             for row in package.training_data["conv"]}
+    assert flags == {True: 0, False: 1}
     # Groups the zoo models have but too few kernels to train are listed as missing.
     assert package.missing_kernels and not set(package.missing_kernels) & set(package.regressors)
     assert report.models["n"] == 1 and report.groups["conv"]["n_test"] > 0
