@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
+from itertools import zip_longest
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -247,7 +248,10 @@ def sample_kernels(ws: Workspace, collector: collect.Collector, rules: Any, per_
                for g in groups}
     rows: list[dict[str, Any]] = []
     for iteration in range(cfg["iterations"]):
-        todo = [c for g in groups for c in pending.get(g, []) if can_emit(c["type"])]
+        # Group by group in turn, so a budget that ends a round early still reaches every group
+        # (alphabetically, conv and dwconv came after eight others).
+        todo = [c for turn in zip_longest(*(pending.get(g, []) for g in groups))
+                for c in turn if c is not None and can_emit(c["type"])]
         if not todo or clock.used() > KERNEL_SHARE:
             break
         rows += measure_configs(ws, collector, rules, per_node, todo, clock, bar,
