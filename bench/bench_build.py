@@ -28,6 +28,9 @@ def main() -> None:
                         help="held-out models per zoo family")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/edgemeter-bench-build"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--held-out", type=Path, default=None,
+                        help="an edgemeter dataset folder to score on (measured here if not "
+                             "yet; default: WORKDIR/held-out, seed 4242)")
     parser.add_argument("--fusion-test", action="store_true",
                         help="run the fusion test in each build instead of the shipped rules")
     args = parser.parse_args()
@@ -37,8 +40,10 @@ def main() -> None:
     from edgemeter.builder.workspace import parse_duration
     from edgemeter.predictor.model import Predictor
 
-    held_out = args.workdir / "held-out"
-    dataset.generate(held_out, per_family=args.per_family, seed=HELD_OUT_SEED, progress=True)
+    held_out = args.held_out or args.workdir / "held-out"
+    if args.held_out is None:
+        dataset.generate(held_out, per_family=args.per_family, seed=HELD_OUT_SEED,
+                         progress=True)
     dataset.measure(held_out, "onnxruntime-cpu", threads=args.threads, progress=True)
 
     results = []
