@@ -32,7 +32,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cached_property
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -264,8 +263,9 @@ class Predictor:
         ms = np.empty(len(kernels))
         covered = np.zeros(len(kernels), dtype=bool)
         by_group: dict[str, list[int]] = {}
+        group_of = self.group
         for i, kernel in enumerate(kernels):
-            by_group.setdefault(self.group(kernel.type), []).append(i)
+            by_group.setdefault(group_of(kernel.type), []).append(i)
         regressors = self.package.regressors
         uncovered: list[int] = []
         matrices: dict[str, np.ndarray] = {}
@@ -343,15 +343,17 @@ class Predictor:
         overhead = term.overhead(term.count(kernels))
         flops = np.array([k.features.get("FLOPS", 0.0) for k in kernels], dtype=np.float64)
         n = len(kernels)
+        by_kernels = float(covered.sum() / n) if n else 1.0
+        total_flops = flops.sum()
         coverage = {
-            "kernels": float(covered.sum() / n) if n else 1.0,
-            "flops": float(flops[covered].sum() / flops.sum()) if flops.sum() > 0
-            else (float(covered.sum() / n) if n else 1.0),
+            "kernels": by_kernels,
+            "flops": float(flops[covered].sum() / total_flops) if total_flops > 0 else by_kernels,
         }
         return Prediction(
             latency_ms=float(scaled.sum() + overhead),
-            kernels=[{"type": k.type, "nodes": list(k.nodes), "latency_ms": float(t),
-                      "covered": bool(c)} for k, t, c in zip(kernels, scaled, covered)],
+            # tolist(): Python floats and bools at once, not one numpy scalar per kernel.
+            kernels=[{"type": k.type, "nodes": list(k.nodes), "latency_ms": t, "covered": c}
+                     for k, t, c in zip(kernels, scaled.tolist(), covered.tolist())],
             coverage=coverage,
             warnings=self._warnings(graph, kernels, scaled, covered),
             overhead_ms=float(overhead), predictor=self.label,
@@ -367,25 +369,22 @@ class Predictor:
             warnings.append(f"{int((~covered).sum())} of {len(kernels)} kernels have no trained "
                             f"regressor in {self.package.label} and were estimated from their "
                             f"FLOPs and bytes ({share:.0%} of the kernel time): {listed}")
-        op_of = {node.name: node.op for node in graph.nodes}
-        unknown = sorted({op_of[name] for k in kernels if k.type == "other" for name in k.nodes})
-        if unknown:
+        others = [name for k in kernels if k.type == "other" for name in k.nodes]
+        if others:  # the name → op map only for models that need it
+            op_of = {node.name: node.op for node in graph.nodes}
+            unknown = sorted({op_of[name] for name in others})
             warnings.append(f"ops edgemeter has no kernel type for: {', '.join(unknown)}")
         return warnings + self.machine_warnings
 
 
 def _row_reader(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple]:
     """Features → tuple in ``names`` order, a missing feature read as 0 (the builder trains on
-    rows filled the same way). ``itemgetter`` takes the common case at C speed."""
-    get = itemgetter(*names)
-    single = len(names) == 1
+    rows filled the same way). ``map`` over ``dict.get`` runs at C speed, and most kernels miss
+    some feature (ACT, H, W), so there is no faster common case to try first."""
+    zeros = (0,) * len(names)
 
     def read(features: Mapping[str, Any]) -> tuple:
-        try:
-            values = get(features)
-        except KeyError:
-            return tuple(features.get(n, 0) for n in names)
-        return (values,) if single else values
+        return tuple(map(features.get, names, zeros))
 
     return read
 
