@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from edgemeter.graph import Graph
 from edgemeter.kernels.features import kernel_features
@@ -29,21 +30,29 @@ class _Context:
         self.nodes = graph.nodes
         self.kinds = [node_kind(graph, n) for n in self.nodes]
         self.consumers: dict[str, list[int]] = {}
-        for i, node in enumerate(self.nodes):
+        self.act_inputs: list[list[str]] = []
+        tensors = graph.tensors
+        for i, node in enumerate(self.nodes):  # one pass: detection runs per model in NAS loops
+            act = []
             for name in node.inputs:
                 if name:
                     self.consumers.setdefault(name, []).append(i)
-        tensors = graph.tensors
-        self.act_inputs = [[t for t in n.inputs if t and not (t in tensors and tensors[t].constant)]
-                           for n in self.nodes]
+                    tensor = tensors.get(name)
+                    if tensor is None or not tensor.constant:
+                        act.append(name)
+            self.act_inputs.append(act)
         self.graph_outputs = set(graph.outputs)
-        self.producer = {out: i for i, n in enumerate(self.nodes) for out in n.outputs}
+
+    @cached_property
+    def producer(self) -> dict[str, int]:
+        """Position of the node writing each tensor: only a merge that may close a cycle asks."""
+        return {out: i for i, n in enumerate(self.nodes) for out in n.outputs}
 
     def external_outputs(self, members: list[int], inside: set[int]) -> list[str]:
         """Outputs of ``members`` read outside ``inside`` or by the graph's caller."""
         return [out for i in members for out in self.nodes[i].outputs
                 if out in self.graph_outputs
-                or any(c not in inside for c in self.consumers.get(out, ()))]
+                or not inside.issuperset(self.consumers.get(out, ()))]
 
     def step_matches(self, i: int, step: Step) -> bool:
         node = self.nodes[i]
@@ -58,22 +67,25 @@ def detect(graph: Graph, rules: FusionRules) -> list[Kernel]:
     owner = [-1] * len(ctx.nodes)
     groups: list[_Group] = []
 
-    def add_group(type_: str, members: list[int]) -> None:
-        for i in members:
-            owner[i] = len(groups)
-        groups.append(_Group(type_, members))
-
     # 1. multi-op patterns, anchored at their first step, in graph order; first match wins.
-    for i in range(len(ctx.nodes)):
+    tried_at: dict[tuple[str, str], list[Pattern]] = {}
+    for i, node in enumerate(ctx.nodes):
         if owner[i] >= 0:
             continue
-        for pattern in rules.patterns:
+        key = (ctx.kinds[i], node.op)
+        tried = tried_at.get(key)
+        if tried is None:
+            tried = tried_at[key] = _first_step_fits(rules.patterns, *key)
+        for pattern in tried:
             members = _match(ctx, pattern, i, owner)
             if members is not None:
-                add_group(pattern.type, members)
+                type_ = pattern.type
                 break
         else:
-            add_group(ctx.kinds[i], [i])
+            type_, members = ctx.kinds[i], [i]
+        for j in members:
+            owner[j] = len(groups)
+        groups.append(_Group(type_, members))
 
     # 2. pair fusion along chains, at kernel granularity so a pattern kernel (hswish) can join
     # the conv before it. Groups were created in order of their first node, which is also a
@@ -93,11 +105,18 @@ def detect(graph: Graph, rules: FusionRules) -> list[Kernel]:
     return kernels
 
 
-@dataclass
+@dataclass(slots=True)
 class _Group:
     type: str
     members: list[int]
     alive: bool = True
+
+
+def _first_step_fits(patterns: list[Pattern], kind: str, op: str) -> list[Pattern]:
+    """The patterns, in rules order, whose first step names ``kind`` or ``op``: the others fail
+    on their first step at such a node, and trying them all at every node was most of the
+    matching time."""
+    return [p for p in patterns if kind in p.steps[0].ops or op in p.steps[0].ops]
 
 
 def _match(ctx: _Context, pattern: Pattern, anchor: int, owner: list[int]) -> list[int] | None:
@@ -156,7 +175,7 @@ def _grow(ctx: _Context, rules: FusionRules, group: _Group, groups: list[_Group]
     """Absorb following kernels into ``group`` while the rules allow it."""
     start = min(group.members)
     tail = list(group.members)
-    while True:
+    while group.type in rules.pairs:  # only a pair's left side absorbs anything
         inside = set(group.members)
         outs = ctx.external_outputs(tail, inside)
         if len(outs) != 1 or outs[0] in ctx.graph_outputs:
@@ -164,8 +183,10 @@ def _grow(ctx: _Context, rules: FusionRules, group: _Group, groups: list[_Group]
         readers = sorted({owner[c] for c in ctx.consumers.get(outs[0], ()) if c not in inside})
         if len(readers) > 1 and rules.multiple_consumers == "stop":
             return
-        # With one reader and one way out of the group, no path can lead back into it.
-        safe = len(readers) == 1 and ctx.external_outputs(group.members, inside) == outs
+        # With one reader and one way out of the group, no path can lead back into it. (On the
+        # first step the tail is the whole group: its way out is ``outs``.)
+        safe = len(readers) == 1 and (len(tail) == len(group.members)
+                                      or ctx.external_outputs(group.members, inside) == outs)
         for g in readers:
             nxt = groups[g]
             if rules.fuses(group.type, nxt.type) and (safe or _no_cycle(ctx, nxt, inside, start)):

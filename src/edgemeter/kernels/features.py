@@ -5,6 +5,7 @@ fc), chosen by kind, plus totals over all member nodes.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from math import prod
 
 from edgemeter.graph import Graph, Node
@@ -16,6 +17,7 @@ _CONV = ("conv", "dwconv", "convtranspose")
 _POOL = ("maxpool", "avgpool")
 _MATMUL = ("fc", "matmul")
 _ROW_WISE = ("softmax", "layernorm")
+_MAIN = frozenset(_CONV + _POOL + _MATMUL)
 
 
 def kernel_features(graph: Graph, type_: str, nodes: list[Node], kinds: list[str]) -> Features:
@@ -30,10 +32,11 @@ def kernel_features(graph: Graph, type_: str, nodes: list[Node], kinds: list[str
     act = activation_code(type_)
     if act:
         features["ACT"] = act
-    features.update(_cost_features(nodes))
+    _add_cost_features(features, nodes)
     return features
 
 
+@lru_cache(maxsize=None)  # a handful of kernel types, asked once per kernel
 def activation_code(type_: str) -> int:
     """Code of the activation a kernel type ends with (conv-add-relu → relu), 0 if none."""
     last = next((a for a in ACTIVATION_CODES if type_ == a or type_.endswith("-" + a)), None)
@@ -42,7 +45,11 @@ def activation_code(type_: str) -> int:
 
 def _main_features(graph: Graph, type_: str, nodes: list[Node], kinds: list[str]) -> Features:
     """Features of the node that dominates the kernel: its conv, pool or matmul if any."""
-    main = next((i for i, k in enumerate(kinds) if k in _CONV + _POOL + _MATMUL), 0)
+    main = 0
+    for i, kind in enumerate(kinds):
+        if kind in _MAIN:
+            main = i
+            break
     node, kind = nodes[main], kinds[main]
     if kind in _CONV:
         return _conv_features(graph, node)
@@ -98,18 +105,21 @@ def _spatial(dims: list[int]) -> Features:
 def _conv_features(graph: Graph, node: Node) -> Features:
     shape = _first_input_shape(graph, node)
     weight = _shape(graph, node.inputs[1]) if len(node.inputs) > 1 else None
-    group = node.attrs.get("group", 1)
+    attrs = node.attrs
+    group = attrs.get("group", 1)
     features: Features = {}
     if shape is not None:
-        features.update(_spatial(shape[2:]), CIN=shape[1])
+        features = _spatial(shape[2:])
+        features["CIN"] = shape[1]
     if weight is not None:
         # ConvTranspose weights are C_in × C_out/group × k …, Conv weights C_out × C_in/group × k …
         features["COUT"] = weight[1] * group if node.op == "ConvTranspose" else weight[0]
-    kernel = node.attrs.get("kernel_shape") or (weight[2:] if weight is not None else None)
+    kernel = attrs.get("kernel_shape") or (weight[2:] if weight is not None else None)
     if kernel:
         features["KERNEL_SIZE"] = kernel[0]
-    features.update(STRIDES=(node.attrs.get("strides") or [1])[0], GROUPS=group,
-                    DILATION=(node.attrs.get("dilations") or [1])[0])
+    features["STRIDES"] = (attrs.get("strides") or [1])[0]
+    features["GROUPS"] = group
+    features["DILATION"] = (attrs.get("dilations") or [1])[0]
     return features
 
 
@@ -150,11 +160,16 @@ def _concat_features(graph: Graph, node: Node) -> Features:
     return features
 
 
-def _cost_features(nodes: list[Node]) -> Features:
+def _add_cost_features(features: Features, nodes: list[Node]) -> None:
+    """Totals over the member nodes (written in place: this runs for every kernel)."""
     flops = params = nbytes = 0
     for node in nodes:
-        if node.cost is not None:
-            flops += node.cost.flops
-            params += node.cost.params
-            nbytes += node.cost.bytes_read + node.cost.bytes_written
-    return {"FLOPS": flops, "PARAMS": params, "BYTES": nbytes, "OPS": len(nodes)}
+        cost = node.cost
+        if cost is not None:
+            flops += cost.flops
+            params += cost.params
+            nbytes += cost.bytes_read + cost.bytes_written
+    features["FLOPS"] = flops
+    features["PARAMS"] = params
+    features["BYTES"] = nbytes
+    features["OPS"] = len(nodes)
