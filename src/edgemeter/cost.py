@@ -26,7 +26,7 @@ from __future__ import annotations
 from math import prod
 from typing import Callable
 
-from edgemeter.graph import Cost, Graph, Node
+from edgemeter.graph import DTYPE_SIZES, Cost, Graph, Node
 
 
 class UnknownShape(Exception):
@@ -223,11 +223,32 @@ _CONTROL_INPUTS = {"Resize": {1, 2}, "Upsample": {1}}
 
 def node_cost(graph: Graph, node: Node) -> Cost:
     """The cost of one node; ``exact`` is False when it has no rule or unknown shapes."""
-    read = [graph.tensors[t] for t in node.inputs if t]
-    written = [graph.tensors[t] for t in node.outputs if t]
-    known = all(t.shape is not None for t in (*read, *written))
-    cost = Cost(0, _params(graph, node), sum(t.nbytes or 0 for t in read),
-                sum(t.nbytes or 0 for t in written), exact=False)
+    # One pass over the inputs (bytes, and weights among them) and one over the outputs: every
+    # prediction from a graph annotates it anew, so this runs for each node of each model.
+    tensors = graph.tensors
+    control = _CONTROL_INPUTS.get(node.op, ())
+    known = True
+    params = bytes_read = bytes_written = 0
+    for i, name in enumerate(node.inputs):
+        if not name:
+            continue
+        tensor = tensors[name]
+        if tensor.shape is None:
+            known = False
+            continue
+        size = prod(tensor.shape)
+        bytes_read += size * DTYPE_SIZES.get(tensor.dtype, 4)
+        if tensor.constant and tensor.dtype != "int64" and i not in control and size > 1:
+            params += size
+    for name in node.outputs:
+        if not name:
+            continue
+        tensor = tensors[name]
+        if tensor.shape is None:
+            known = False
+        else:
+            bytes_written += prod(tensor.shape) * DTYPE_SIZES.get(tensor.dtype, 4)
+    cost = Cost(0, params, bytes_read, bytes_written, exact=False)
     rule = RULES.get(node.op)
     if rule is None or not known:
         return cost
@@ -239,17 +260,6 @@ def node_cost(graph: Graph, node: Node) -> Cost:
         return cost  # malformed attributes or ranks: keep the bytes, say it is not exact
     cost.exact = True
     return cost
-
-
-def _params(graph: Graph, node: Node) -> int:
-    control = _CONTROL_INPUTS.get(node.op, ())
-    total = 0
-    for i, name in enumerate(node.inputs):
-        tensor = graph.tensors.get(name) if name else None
-        if (tensor is not None and tensor.constant and tensor.dtype != "int64"
-                and i not in control and (tensor.size or 0) > 1):
-            total += tensor.size
-    return total
 
 
 def annotate(graph: Graph) -> Graph:
