@@ -32,6 +32,9 @@ _PAIRS_PER_CHUNK = 1 << 18
 _MAX_ARRAY_BYTES = 512 << 20
 # Below this many rows, sorting out duplicates costs more than it can save.
 _DEDUP_MIN_ROWS = 64
+# Tree levels walked between checks for finished pairs: a check costs as much as a step, and a
+# finished pair only loops on its leaf.
+_STEPS_PER_CHECK = 3
 
 
 @dataclass(frozen=True)
@@ -103,14 +106,16 @@ class Forest:
 
     @cached_property
     def _walk(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Arrays for walking: leaves loop to themselves (threshold +inf, so "go left" = stay),
-        and both children of node ``i`` sit at ``children[2i]`` and ``children[2i + 1]``, so one
-        step is a single gather."""
+        """Arrays for walking, indexed by ``2 * node``: the children of node ``i`` sit at
+        ``children[2i]`` and ``children[2i + 1]`` and are stored doubled too, so one step is a
+        single gather with no multiply (feature, threshold and leaf are repeated to match). Leaves
+        loop to themselves (threshold +inf, so "go left" = stay)."""
         leaf = self.left < 0
         own = np.arange(self.n_nodes, dtype=np.intp)
         children = np.stack([np.where(leaf, own, self.left), np.where(leaf, own, self.right)], 1)
-        return (np.where(leaf, 0, self.feature), np.where(leaf, np.inf, self.threshold),
-                children.ravel(), leaf)
+        return (np.repeat(np.where(leaf, 0, self.feature), 2),
+                np.repeat(np.where(leaf, np.inf, self.threshold), 2), 2 * children.ravel(),
+                np.repeat(leaf, 2))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Evaluate every tree on every row at once: one vectorised step per tree level.
@@ -128,25 +133,29 @@ class Forest:
         """Leaf value reached by each pair: pair ``i`` starts at node ``node[i]`` and reads
         feature ``f`` of its row at ``flat[start[i] + f]``. Pairs go in chunks, so working
         memory stays bounded (~40 bytes a pair) whatever the batch size."""
+        # Widened once here rather than at every comparison with the float64 thresholds.
+        flat = flat.astype(np.float64)
         return np.concatenate([
             self.value[self._walk_chunk(flat, start[i:i + _PAIRS_PER_CHUNK],
-                                        node[i:i + _PAIRS_PER_CHUNK])]
+                                        2 * node[i:i + _PAIRS_PER_CHUNK]) >> 1]
             for i in range(0, node.size, _PAIRS_PER_CHUNK)] or [np.empty(0)])
 
-    def _walk_chunk(self, flat: np.ndarray, start: np.ndarray, node: np.ndarray) -> np.ndarray:
-        # Every pair walks down one level per step. Finished pairs loop on their leaf harmlessly
-        # and are dropped only once they are half of those left: dropping costs more than a step.
+    def _walk_chunk(self, flat: np.ndarray, start: np.ndarray, at: np.ndarray) -> np.ndarray:
+        # ``at`` is 2 * node (see _walk). Every pair walks down one level per step. Finished pairs
+        # loop on their leaf harmlessly and are dropped only once they are half of those left:
+        # dropping costs more than a step.
         feature, threshold, children, leaf = self._walk
-        slot = np.arange(node.size)
-        reached = np.empty(node.size, dtype=np.intp)
-        while node.size:
-            node = children[2 * node + (flat[start + feature[node]] > threshold[node])]
-            done = leaf[node]
+        slot = np.arange(at.size)
+        reached = np.empty(at.size, dtype=np.intp)
+        while at.size:
+            for _ in range(_STEPS_PER_CHECK):
+                at = children[at + (flat[start + feature[at]] > threshold[at])]
+            done = leaf[at]
             n_done = np.count_nonzero(done)
-            if 2 * n_done > node.size or n_done == node.size:
-                reached[slot[done]] = node[done]
+            if 2 * n_done > at.size or n_done == at.size:
+                reached[slot[done]] = at[done]
                 keep = ~done
-                node, start, slot = node[keep], start[keep], slot[keep]
+                at, start, slot = at[keep], start[keep], slot[keep]
         return reached
 
     @classmethod
@@ -538,7 +547,7 @@ def _check_X(X: ArrayLike) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-D array of rows, got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
+    if not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinite values")
     return X
 
