@@ -1,0 +1,92 @@
+"""The fast paths of detection and prediction against straightforward references, on zoo models:
+detection that tries at each node only the patterns whose first step fits it finds what trying
+every pattern finds, and the merged, vectorised forest walk predicts what walking each tree node
+by node predicts."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edgemeter import load_predictor
+from edgemeter.importers import load_graph
+from edgemeter.kernels import detect, list_rules, load_rules, parse_rules
+from edgemeter.predictor import regressors
+
+PATTERN_FAMILIES = ("mobilenetv3", "efficientnet", "shufflenetv2", "vit", "mobilevit", "densenet")
+PREDICT_FAMILIES = ("mobilenetv2", "mobilenetv3", "vit", "ssd")
+
+
+def every_rule_set():
+    """The shipped rules, each also with the other multiple-consumer policy (fuse-first walks
+    the cycle check that the shipped 'stop' never reaches)."""
+    sets = []
+    for name in list_rules():
+        rules = load_rules(name)
+        data = yaml.safe_load(Path(rules.source).read_text())
+        data["multiple_consumers"] = "fuse-first"
+        sets += [rules, parse_rules(data, source=f"{name} fuse-first")]
+    return sets
+
+
+@pytest.mark.parametrize("family", PATTERN_FAMILIES)
+def test_pattern_shortlist_finds_what_trying_every_pattern_finds(zoo_onnx, monkeypatch, family):
+    graph = load_graph(zoo_onnx(family))
+    rule_sets = every_rule_set()
+    fast = [[k.to_dict() for k in detect(graph, rules)] for rules in rule_sets]
+    module = importlib.import_module("edgemeter.kernels.detect")
+    monkeypatch.setattr(module, "_first_step_fits", lambda patterns, kind, op: list(patterns))
+    assert fast == [[k.to_dict() for k in detect(graph, rules)] for rules in rule_sets]
+    assert any(k["type"] in {p.type for p in rule_sets[0].patterns} for k in fast[0])
+
+
+def walked_node_by_node(regressor, features: dict) -> float:
+    """One kernel's latency: its features read in the regressor's order (missing ones 0), each
+    tree walked from its root comparing the float32 feature with the threshold as sklearn does,
+    the leaves summed, then decoded."""
+    forest = regressor.forest_
+    row = [float(features.get(name, 0)) for name in regressor.feature_names_]
+    x = [float(np.float32(v)) for v in row]
+    feature, threshold, left, right, value = (a.tolist() for a in (
+        forest.feature, forest.threshold, forest.left, forest.right, forest.value))
+    leaves = 0.0
+    for node in forest.roots.tolist():
+        while left[node] >= 0:
+            node = left[node] if x[feature[node]] <= threshold[node] else right[node]
+        leaves += value[node]
+    raw = forest.offset + forest.scale * leaves
+    return float(regressor.decode(np.array([raw]), np.array([row]))[0])
+
+
+@pytest.fixture(scope="module")
+def default_predictor():
+    return load_predictor()
+
+
+@pytest.mark.parametrize("family", PREDICT_FAMILIES)
+def test_kernel_latencies_equal_a_node_by_node_walk(zoo_onnx, default_predictor, family):
+    predictor = default_predictor
+    _, kernels = predictor.detect(zoo_onnx(family))
+    ms, covered = predictor.kernel_latencies(kernels)
+    assert covered.all()
+    expected = [walked_node_by_node(predictor.package.regressors[predictor.group(k.type)],
+                                    k.features) for k in kernels]
+    np.testing.assert_allclose(ms, expected, rtol=1e-12)
+
+
+def test_batch_across_models_and_walk_chunks_equals_the_walk(zoo_onnx, default_predictor,
+                                                             monkeypatch):
+    """Many models at once (rows past the de-duplication threshold), and the pairs walked in
+    chunks much smaller than the batch, as a NAS batch is."""
+    predictor = default_predictor
+    kernels = [k for family in PREDICT_FAMILIES for k in predictor.detect(zoo_onnx(family))[1]]
+    monkeypatch.setattr(regressors, "_PAIRS_PER_CHUNK", 1000)
+    ms, _ = predictor.kernel_latencies(kernels)
+    expected = [walked_node_by_node(predictor.package.regressors[predictor.group(k.type)],
+                                    k.features) for k in kernels]
+    np.testing.assert_allclose(ms, expected, rtol=1e-12)
+    # conv rows alone exceed the threshold below which rows are not de-duplicated
+    assert sum(predictor.group(k.type) == "conv" for k in kernels) > regressors._DEDUP_MIN_ROWS
