@@ -258,12 +258,12 @@ def test_busy_neighbour_is_seen_and_reported(tmp_path, capsys):
     spinners = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(os.cpu_count())]
     try:
         busy = measure(model, "onnxruntime-cpu", {"threads": 1},
-                       Protocol(warmup=50, repeats=200, rounds=1, max_rounds=1))
+                       Protocol(warmup=50, repeats=2000, rounds=1, max_rounds=1))
         with pytest.raises(SystemExit) as done:
             main(["measure", str(model), "-b", "onnxruntime-cpu", "--rounds", "1",
-                  "--repeats", "200"])
+                  "--repeats", "2000"])
     finally:
         for spinner in spinners:
             spinner.kill()
-    assert busy.ok and busy.others_cores >= 0.5
+    assert busy.ok and busy.others_cores is not None and busy.others_cores >= 0.5
     assert done.value.code == 0 and "cores busy" in capsys.readouterr().out

@@ -22,11 +22,11 @@ from edgemeter.errors import EdgemeterError
 def run_round(payload: dict[str, Any]) -> dict[str, Any]:
     from edgemeter.backends import load_target
 
+    before = cpu_counters()  # the whole round: a few timed runs can fall within one jiffy
     backend = load_target(payload["target"])(**payload["config"])
     env = {**backend.environment(), "priority_raised": raise_priority()}
     runner = backend.load(Path(payload["model"]))
     anchor = load_anchor(backend) if payload.get("anchor") and payload["repeats"] else None
-    before = cpu_counters()
     try:
         # The anchor runs in blocks just before and after the model's runs, not between them:
         # its weights would push the model's out of the caches. The drift it tracks takes minutes.
