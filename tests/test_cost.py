@@ -187,3 +187,15 @@ def test_torch_net_total_matches_hand_count():
     assert total.flops == conv + relu + pool + linear
     assert total.params == (8 * 27 + 8) + (10 * 8 + 10)
     assert total.exact
+
+
+def test_an_annotated_graph_is_not_annotated_again():
+    node = helper.make_node("Relu", ["x"], ["y"], name="relu")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 8])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    g = load_graph(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    marked = Cost(flops=123)
+    g.nodes[0].cost = marked
+    assert load_graph(g) is g and g.nodes[0].cost is marked
+    g.nodes[0].cost = None  # a node whose cost was cleared is annotated again
+    assert load_graph(g).nodes[0].cost.bytes_read > 0

@@ -32,9 +32,13 @@ def parse_input_shapes(specs: list[str] | tuple[str, ...] | None) -> InputShapes
 
 def load_graph(model: Any, input_shapes: InputShapes | None = None) -> Graph:
     """Import ``model`` (a path, an ONNX ModelProto, a torch ``nn.Module``, an edgemeter or
-    nn-Meter IR dict, or a Graph) and return it with costs annotated."""
+    nn-Meter IR dict, or a Graph) and return it with costs annotated. A Graph whose every node
+    already has its cost (an earlier ``load_graph``) comes back as it is: annotating again was a
+    third of an in-memory prediction. Set a changed node's ``cost`` to None to have it redone."""
     from edgemeter.cost import annotate
 
+    if isinstance(model, Graph) and all(node.cost is not None for node in model.nodes):
+        return model
     graph = _import(model, input_shapes or {})
     annotate(graph)
     return graph
