@@ -49,9 +49,23 @@ class Store:
         self.path = self.workspace / DB_NAME
         # Autocommit: every INSERT is its own transaction, durable when execute() returns.
         self.db = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self._wal(timeout_s)
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
+
+    def _wal(self, timeout_s: float) -> None:
+        """Switch to WAL. Two processes opening a new workspace at once: the switch needs the
+        file to itself and SQLite reports "database is locked" without waiting on the busy
+        timeout (seen in CI), so it is retried until ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def add(self, m: Measurement) -> None:
         key = measurement_key(m.model_sha256, m.backend, m.config, m.profiled)
