@@ -44,8 +44,8 @@ def run_round(payload: dict[str, Any]) -> dict[str, Any]:
         if anchor:
             anchor.close()
     return {"samples_ms": samples, "anchor_samples_ms": anchor_samples or None,
-            "others_cores": others, "env": env,
-            "node_times_ms": node_times, "node_origins": origins, "node_inputs": inputs, "max_rss_kb": peak_rss_kb()}
+            "others_cores": others, "env": env, "node_times_ms": node_times,
+            "node_origins": origins, "node_inputs": inputs, "max_rss_kb": peak_rss_kb()}
 
 
 def raise_priority() -> bool:

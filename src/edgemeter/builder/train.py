@@ -158,8 +158,9 @@ def fit_group_scales(group_sums: Sequence[Mapping[str, float]], counts: np.ndarr
             errors.append(A[test_rows] @ coef - b[test_rows])
         return float(np.mean(np.concatenate(errors) ** 2))
 
-    best = min(GROUP_SCALE_RIDGE, key=cv_error)
-    if cv_error(best) >= cv_error(None):
+    errors = {strength: cv_error(strength) for strength in GROUP_SCALE_RIDGE}
+    best = min(errors, key=errors.get)
+    if errors[best] >= cv_error(None):
         return {}
     coef = solve(np.arange(y.size), best)
     return {"group_scale": {groups[i]: float(v) for i, v in zip(own, coef[:len(own)])},

@@ -305,7 +305,10 @@ class Predictor:
 
     def scaled(self, kernels: Sequence[Kernel], ms: np.ndarray) -> np.ndarray:
         """Raw kernel predictions with the model term's scale of each kernel's group."""
-        return ms * self.model_term.scales(self.group(k.type) for k in kernels)
+        term = self.model_term
+        if not term.group_scale:  # one scale for all: no per-kernel group lookups on the hot path
+            return ms * term.scale
+        return ms * term.scales(self.group(k.type) for k in kernels)
 
     # -- models ------------------------------------------------------------------------------
     def predict(self, model: Any, input_shape: InputShape = None) -> Prediction:
