@@ -37,7 +37,7 @@ def test_workspace_create_writes_commented_configs_that_load(tmp_path):
     text = (tmp_path / "ws" / "configs" / "build.yaml").read_text()
     assert "# kernels sampled per group from the zoo prior" in text
     assert ws.backend["threads"] == 2 and ws.build["budget"] == 1800
-    assert load_workspace(tmp_path / "ws").build["iterations"] == 3
+    assert load_workspace(tmp_path / "ws").build["iterations"] == 10
     with pytest.raises(ConfigError, match="already a workspace"):
         create_workspace(tmp_path / "ws", "onnxruntime-cpu")
 

@@ -172,7 +172,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "init_samples": Setting(40, "kernels sampled per group from the zoo prior", _int(0)),
         "finegrained_samples": Setting(4, "kernels sampled around each large-error kernel",
                                        _int(0)),
-        "iterations": Setting(3, "sampling + training rounds (1: prior samples only)", _int(1)),
+        "iterations": Setting(10, "sampling + training rounds at most (1: prior samples only); "
+                              "rounds stop earlier once every group reaches the target or the "
+                              "budget's share for kernels is used", _int(1)),
         "error_threshold": Setting(0.1, "relative error that makes a kernel 'large-error'",
                                    _number(0, 10)),
         "target_within_10": Setting(95.0, "a group stops iterating once this % of its test "
