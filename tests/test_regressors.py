@@ -63,7 +63,24 @@ def test_fit_save_load_predict_equals_sklearn(data, tmp_path, algo, transform):
     assert type(loaded) is type(regressor) and loaded.get_params() == regressor.get_params()
     assert loaded.feature_names_ == FEATURES
     assert not hasattr(loaded, "estimator_")  # no sklearn object travels with the file
-    np.testing.assert_allclose(loaded.predict(X_new), expected, rtol=1e-9)
+    # Stored as float32: leaves round (1e-7), but every row reaches the same leaves, the
+    # training rows too (they sit next to the split thresholds).
+    np.testing.assert_allclose(loaded.predict(X_new), expected, rtol=1e-6)
+    np.testing.assert_allclose(loaded.predict(X), sklearn_prediction(regressor, X), rtol=1e-6)
+
+
+def test_float32_thresholds_split_float32_features_as_the_float64_ones():
+    from edgemeter.predictor.regressors import _float32_floor
+
+    rng = np.random.default_rng(0)
+    # Midpoints of neighbouring float32 values (as sklearn's thresholds are), at many scales.
+    low = (rng.random(5000) * 10.0 ** rng.integers(-3, 10, 5000)).astype(np.float32)
+    high = np.nextafter(low, np.float32(np.inf))
+    thresholds = (low.astype(np.float64) + high.astype(np.float64)) / 2
+    stored = _float32_floor(thresholds)
+    assert stored.dtype == np.float32
+    for x in (low, high, np.nextafter(low, np.float32(-np.inf))):
+        np.testing.assert_array_equal(x <= thresholds, x <= stored.astype(np.float64))
 
 
 def test_duplicate_rows_predicted_once_give_the_same_values(data):

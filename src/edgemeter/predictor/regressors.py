@@ -347,10 +347,11 @@ class TreeRegressor:
             "meta": np.array(json.dumps(meta)),
             "feature_names": np.array(self.feature_names_, dtype=str),
             "feature": forest.feature.astype(np.int32),
-            "threshold": forest.threshold,
+            "threshold": _float32_floor(forest.threshold),
             "left": forest.left.astype(np.int32),
             "right": forest.right.astype(np.int32),
-            "value": forest.value,
+            # float32 leaves: 1e-7 relative, far below timing noise; half the bytes.
+            "value": forest.value.astype(np.float32),
             "roots": forest.roots.astype(np.int32),
         }
 
@@ -551,3 +552,12 @@ def _check_X(X: ArrayLike) -> np.ndarray:
         raise ValueError("X contains NaN or infinite values")
     return X
 
+
+def _float32_floor(threshold: np.ndarray) -> np.ndarray:
+    """The largest float32 at or below each threshold. Features reach the trees as float32, and
+    for every float32 ``x``, ``x <= t`` holds exactly when ``x <= floor32(t)``: the stored
+    forest decides as the trained one does, in half the bytes."""
+    down = threshold.astype(np.float32)
+    above = down.astype(np.float64) > threshold
+    down[above] = np.nextafter(down[above], np.float32(-np.inf))
+    return down
