@@ -53,6 +53,10 @@ def test_workspace_errors_name_file_key_and_allowed_values(tmp_path):
     with pytest.raises(ConfigError, match=r"build\.yaml: key 'algo' = 'svm' .*one of rf, gb"):
         load_workspace(tmp_path)
     create_workspace(tmp_path, "onnxruntime-cpu", overwrite=True)
+    edit(tmp_path, "build.yaml", statistic="mean")
+    with pytest.raises(ConfigError, match=r"key 'statistic' = 'mean' .*one of median, min"):
+        load_workspace(tmp_path)
+    create_workspace(tmp_path, "onnxruntime-cpu", overwrite=True)
     edit(tmp_path, "build.yaml", budget="soon")
     with pytest.raises(ConfigError, match="key 'budget'.*30m"):
         load_workspace(tmp_path)
@@ -239,12 +243,16 @@ def test_unrunnable_kernel_is_skipped_and_listed(tiny_workspace, monkeypatch):
             m.error = "onnxruntime rejects it"
         return m
 
-    edit(tiny_workspace, "build.yaml", zoo_train_variants=1, zoo_eval_variants=0)
+    edit(tiny_workspace, "build.yaml", zoo_train_variants=1, zoo_eval_variants=0,
+         statistic="min")
     monkeypatch.setattr(collect, "measure", reject_kernels)
     report = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None)
     assert any("kernels" in model for model in report.skipped)
     assert "onnxruntime rejects it" in report.format()
     assert report.package is not None  # the zoo model's kernels still make a package
+    # Trained on fastest runs, and says so (evaluation then compares with fastest runs).
+    from edgemeter.predictor import load_package
+    assert load_package(report.package).extra["statistic"] == "min"
 
 
 def test_backend_failing_mid_build_stops_with_what_was_measured(tiny_workspace, monkeypatch):

@@ -60,6 +60,9 @@ def test_measure_then_resume(dataset):
     assert path.read_text().count("\n") == 2
     assert [json.loads(line)["median_ms"] for line in path.read_text().splitlines()] == \
         [m.median_ms for m in done]
+    # The fastest run travels too (a predictor trained on it is judged on it).
+    assert all(0 < r["min_ms"] == min(m.samples_ms) <= r["median_ms"]
+               for r, m in zip(read_measurements(dataset, "onnxruntime-cpu"), done))
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +110,34 @@ def test_evaluate_puts_the_truth_at_the_predictors_speed(dataset, package, tmp_p
     assert first["error_pct"] == pytest.approx(100 * (first["predicted_ms"] / first["truth_ms"]
                                                       - 1))
     assert "put at the predictor's machine speed" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_evaluate_judges_a_min_trained_predictor_on_fastest_runs(dataset, package, tmp_path):
+    from edgemeter.predictor import load_package
+    from edgemeter.predictor.model import Predictor
+
+    measure(dataset, "onnxruntime-cpu", threads=1, rounds=1, repeats=5, warmup=2)
+    pkg = load_package(package)
+    pkg.extra["statistic"] = "min"
+    result = evaluate(Predictor(pkg), dataset, out=tmp_path / "report")
+    fastest = {r["file"]: r["min_ms"] for r in read_measurements(dataset, "onnxruntime-cpu")}
+    # Lines from before min_ms: evaluation says what to run, and that run adds them unmeasured.
+    path = measurements_file(dataset, "onnxruntime-cpu")
+    old = [{k: v for k, v in json.loads(line).items() if k != "min_ms"}
+           for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in old))
+    with pytest.raises(ConfigError, match="lacks .*dataset measure"):
+        evaluate(Predictor(pkg), dataset)
+    with Store(dataset) as store:
+        stored = len(store)
+    measure(dataset, "onnxruntime-cpu", threads=1, rounds=1, repeats=5, warmup=2)
+    with Store(dataset) as store:
+        assert len(store) == stored
+    assert {r["file"]: r["min_ms"] for r in read_measurements(dataset, "onnxruntime-cpu")} == \
+        fastest
+    assert result.statistic == "min"
+    assert all(row["measured_ms"] == fastest[row["file"]] for row in result.rows)
+    assert "fastest timed run" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_evaluate_without_measurements_says_what_to_run(dataset, package):

@@ -86,6 +86,8 @@ def test_rounds_in_fresh_processes_give_median_of_medians(model):
     assert m.config == {"threads": 1, "graph_optimization_level": "all"}
     assert len(m.model_sha256) == 64 and m.node_times_ms is None
     assert json.loads(json.dumps(m.to_dict()))["median_ms"] == m.median_ms
+    assert m.latency_ms("min") == m.min_ms == min(m.samples_ms) < max(m.samples_ms)
+    assert m.latency_ms("median") == m.median_ms
 
 
 def test_rounds_are_added_until_the_spread_target_and_unreached_targets_are_flagged(model):

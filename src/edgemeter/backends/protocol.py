@@ -68,6 +68,11 @@ class Protocol:
         return cls(**data)
 
 
+# What a measurement's latency is: the median of the round medians (the default), or the
+# fastest timed run (steadier on a shared host).
+STATISTICS = ("median", "min")
+
+
 @dataclass
 class Measurement:
     model: str
@@ -97,6 +102,16 @@ class Measurement:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def min_ms(self) -> float | None:
+        """The fastest timed run. On a shared host a neighbour only ever adds time: over minutes
+        the fastest run moved about half as much as the median (bench_drift.py)."""
+        return min(self.samples_ms) if self.samples_ms else None
+
+    def latency_ms(self, statistic: str = "median") -> float | None:
+        """The model's latency by ``statistic`` (one of STATISTICS)."""
+        return self.median_ms if statistic == "median" else self.min_ms
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

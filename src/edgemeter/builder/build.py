@@ -135,9 +135,10 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
             with bar(len(variants), "zoo models") as pbar:
                 for name, path, m in _measure_variants(collector, variants, zoo_dir, per_node,
                                                        clock, ZOO_SHARE, pbar):
-                    records.append(collect.model_record(name, path, m, rules))
+                    records.append(collect.model_record(name, path, m, rules,
+                                                        cfg["statistic"]))
                     if per_node:
-                        rows += collect.kernel_rows(path, m, rules, name)
+                        rows += collect.kernel_rows(path, m, rules, name, cfg["statistic"])
 
             # 2. sampled kernels, adaptive iterations
             rows += sample_kernels(ws, collector, rules, per_node, clock, bar, rows, report, log)
@@ -146,7 +147,8 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
             speed = train.anchor_speed([r.get("anchor_ms") for r in rows]
                                        + [r.anchor_ms for r in records])
             rows = train.at_anchor_speed(rows, speed)
-            records = [dataclasses.replace(r, median_ms=at_speed(r.median_ms, r.anchor_ms, speed))
+            records = [dataclasses.replace(r, latency_ms=at_speed(r.latency_ms, r.anchor_ms,
+                                                                   speed))
                        for r in records]
             regressors, figures = {}, {}
             by_group = train.split_by_group(rows)
@@ -171,7 +173,7 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
             sums = held_out_sums(package, records, rows, cfg["algo"])
             package.extra["model_term"] = train.fit_model_term(
                 [sum(s.values()) for s in sums], [len(r.kernels) for r in records],
-                [r.median_ms for r in records], sums)
+                [r.latency_ms for r in records], sums)
 
             # 4. package
             path = ws.subdir("predictor") / f"{cfg['name']}-{cfg['version']}"
@@ -311,7 +313,8 @@ def measure_configs(ws: Workspace, collector: collect.Collector, rules: Any, per
             pbar.update()
             if m.ok:
                 read = collect.kernel_rows if per_node else collect.standalone_row
-                rows += [{**row, ISOLATED: 1} for row in read(path, m, rules, path.stem)]
+                rows += [{**row, ISOLATED: 1}
+                         for row in read(path, m, rules, path.stem, ws.build["statistic"])]
     return rows
 
 
@@ -377,6 +380,7 @@ def make_package(ws: Workspace, rules_path: Path, regressors: dict[str, Any],
         training_data=data, runtime_versions=fp.runtime_versions(distributions),
         fingerprint=fp.current(distributions), missing_kernels=missing,
         extra={"fallback": fallback, "groups": kinds, "backend_settings": collector.settings,
+               "statistic": ws.build["statistic"],
                **({"anchor": {"version": ANCHOR_VERSION, "anchor_ms": speed}} if speed else {})})
 
 
@@ -408,10 +412,11 @@ def evaluate(ws: Workspace, collector: collect.Collector, predictor: Predictor,
                                                pbar):
             predicted = predictor.predict(path).latency_ms
             # Compared at the predictor's machine speed: the build may have drifted meanwhile.
-            measured = at_speed(m.median_ms, m.anchor_ms, predictor.anchor_ms)
+            latency = m.latency_ms(cfg["statistic"])
+            measured = at_speed(latency, m.anchor_ms, predictor.anchor_ms)
             true.append(measured)
             pred.append(predicted)
-            report.model_errors.append({"model": name, "measured_ms": m.median_ms,
+            report.model_errors.append({"model": name, "measured_ms": latency,
                                         "at_build_speed_ms": measured,
                                         "predicted_ms": predicted,
                                         "error_pct": 100 * (predicted / measured - 1)})

@@ -85,11 +85,13 @@ class Collector:
         return m
 
 
-def kernel_rows(path: Path, m: Measurement, rules: Any, source: str) -> list[Row]:
+def kernel_rows(path: Path, m: Measurement, rules: Any, source: str,
+                statistic: str = "median") -> list[Row]:
     """Rows (``source``, ``type``, ``group``, features, ``latency_ms``) of a profiled model's
     kernels; kernels the runtime did not run on their own (0 ms, no runtime node) are left out.
 
-    Profiling gives each kernel's SHARE of the run; the unprofiled median gives the total. The
+    Profiling gives each kernel's SHARE of the run; the unprofiled latency (``statistic``)
+    gives the total. The
     profiled run is another process at another moment: on a busy machine its per-node times
     summed to 0.65-2.8x the unprofiled median of the same model (76 zoo models, median 1.1x), so
     raw profiler times would carry that run's luck into every kernel of the model."""
@@ -100,9 +102,10 @@ def kernel_rows(path: Path, m: Measurement, rules: Any, source: str) -> list[Row
     graph = load_graph(path)
     kernels = detect(graph, rules)
     times = kernel_times(graph, kernels, m.node_times_ms or {}, m.node_origins, m.node_inputs)
-    if not times.total_ms or not m.median_ms:
+    total = m.latency_ms(statistic)
+    if not times.total_ms or not total:
         return []
-    scale = m.median_ms / times.total_ms
+    scale = total / times.total_ms
     rows = []
     for kernel, timed in zip(kernels, times.kernels):
         if timed["runtime_nodes"] and timed["latency_ms"] > 0:
@@ -118,17 +121,19 @@ def _anchor(m: Measurement) -> Row:
     return {"anchor_ms": m.anchor_ms} if m.anchor_ms else {}
 
 
-def standalone_row(path: Path, m: Measurement, rules: Any, source: str) -> list[Row]:
+def standalone_row(path: Path, m: Measurement, rules: Any, source: str,
+                   statistic: str = "median") -> list[Row]:
     """The row of a one-kernel model timed whole (runtimes without per-node times)."""
     from edgemeter.importers import load_graph
     from edgemeter.kernels import detect
 
     kernels = detect(load_graph(path), rules)
-    if len(kernels) != 1 or not m.median_ms:  # the rules split it: the time is not one kernel's
+    latency = m.latency_ms(statistic)
+    if len(kernels) != 1 or not latency:  # the rules split it: the time is not one kernel's
         return []
     kernel = kernels[0]
     return [{"source": source, "type": kernel.type, "group": regressor_group(kernel.type),
-             **kernel.features, "latency_ms": m.median_ms, **_anchor(m)}]
+             **kernel.features, "latency_ms": latency, **_anchor(m)}]
 
 
 def save_model(model: onnx.ModelProto, path: Path) -> Path:
@@ -142,20 +147,22 @@ def save_model(model: onnx.ModelProto, path: Path) -> Path:
 
 @dataclass
 class ModelRecord:
-    """A whole zoo model: its measured median and its kernels (for the model term)."""
+    """A whole zoo model: its measured latency and its kernels (for the model term)."""
 
     name: str
     path: str
-    median_ms: float
+    latency_ms: float
     kernels: list[Any]                  # edgemeter.kernels.Kernel
     anchor_ms: float | None = None
 
 
-def model_record(name: str, path: Path, m: Measurement, rules: Any) -> ModelRecord:
+def model_record(name: str, path: Path, m: Measurement, rules: Any,
+                 statistic: str = "median") -> ModelRecord:
     from edgemeter.importers import load_graph
     from edgemeter.kernels import detect
 
-    return ModelRecord(name, str(path), float(m.median_ms), detect(load_graph(path), rules),
+    return ModelRecord(name, str(path), float(m.latency_ms(statistic)),
+                       detect(load_graph(path), rules),
                        m.anchor_ms)
 
 

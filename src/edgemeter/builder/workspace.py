@@ -162,6 +162,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "version": Setting("1.0", "package version", _text),
         "budget": Setting("30m", "wall-time budget of the whole build (90s, 30m, 1h)",
                           parse_duration),
+        "statistic": Setting("median", "a measurement's latency: median (of the round medians) "
+                             "or min (the fastest timed run: steadier on a shared host, where "
+                             "neighbours only add time)", _choice("median", "min")),
         "algo": Setting("rf", "regressor: rf (random forest) or gb (gradient boosting)",
                         _choice("rf", "gb")),
         "trees": Setting(100, "trees per regressor (fewer: smaller package, a bit less "

@@ -36,6 +36,7 @@ class Evaluation:
     overall: dict[str, float]                   # metrics.accuracy of all models
     families: dict[str, dict[str, float]]       # the same per family
     anchored: bool = False                      # truth put at the predictor's machine speed
+    statistic: str = "median"                   # the measured latency compared: median or min
     overall_as_measured: dict[str, float] = field(default_factory=dict)  # raw medians
     warnings: dict[str, int] = field(default_factory=dict)  # distinct warning -> models
     files: dict[str, str] = field(default_factory=dict)     # what was written, by kind
@@ -45,15 +46,22 @@ class Evaluation:
 
 
 def _measured(folder: Path, backend: str, threads: int | None,
-              settings: dict[str, Any] | None = None) -> tuple[list[dict], dict]:
+              settings: dict[str, Any] | None = None,
+              statistic: str = "median") -> tuple[list[dict], dict]:
     """Successful measurements of one backend setting: ``threads`` if given, else the
     predictor's own ``settings`` if it recorded them; several settings left need ``threads``."""
+    key = f"{statistic}_ms"
     records = [r for r in read_measurements(folder, backend)
-               if r["error"] is None and r["median_ms"]]
+               if r["error"] is None and r.get(key)]
     if threads is not None:
         records = [r for r in records if r["config"].get("threads") == threads]
     elif settings and any(r["config"] == settings for r in records):
         records = [r for r in records if r["config"] == settings]
+    if not records and statistic != "median" and _measured(folder, backend, threads, settings):
+        raise ConfigError(f"the predictor was trained on {statistic} latencies, which "
+                          f"{measurements_file(folder, backend).name} lacks (an older edgemeter "
+                          f"wrote it): run 'edgemeter dataset measure {folder} --backend "
+                          f"{backend}' to add them from the stored measurements")
     if not records:
         raise ConfigError(f"no successful measurements for backend {backend}"
                           f"{f' with {threads} threads' if threads else ''} in {folder} "
@@ -79,18 +87,21 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
     folder = Path(folder)
     backend = backend or predictor.backend
     index = {e["file"]: e for e in read_index(folder)}
+    # The predictor was trained on one statistic of its measurements; the truth is the same.
+    statistic = predictor.package.extra.get("statistic", "median")
+    key = f"{statistic}_ms"
     records, config = _measured(folder, backend, threads,
-                                predictor.package.extra.get("backend_settings"))
+                                predictor.package.extra.get("backend_settings"), statistic)
     records = [r for r in records if r["file"] in index]
     predictions = predictor.predict_batch([folder / r["file"] for r in records])
     anchored = predictor.anchor_ms is not None and all(r.get("anchor_ms") for r in records)
     rows, warnings = [], Counter()
     for record, p in zip(records, predictions):
         entry = index[record["file"]]
-        truth = (at_speed(record["median_ms"], record["anchor_ms"], predictor.anchor_ms)
-                 if anchored else record["median_ms"])
+        truth = (at_speed(record[key], record["anchor_ms"], predictor.anchor_ms)
+                 if anchored else record[key])
         rows.append({"file": record["file"], "family": entry["family"],
-                     "flops": entry["flops"], "measured_ms": record["median_ms"],
+                     "flops": entry["flops"], "measured_ms": record[key],
                      "anchor_ms": record.get("anchor_ms"), "truth_ms": truth,
                      "predicted_ms": p.latency_ms,
                      "error_pct": 100 * (p.latency_ms - truth) / truth,
@@ -104,7 +115,8 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
     families = sorted({r["family"] for r in rows})
     result = Evaluation(predictor.label, backend, str(folder), config, rows, figures(rows),
                         {f: figures([r for r in rows if r["family"] == f]) for f in families},
-                        anchored, figures(rows, "measured_ms"), dict(warnings.most_common()))
+                        anchored, statistic, figures(rows, "measured_ms"),
+                        dict(warnings.most_common()))
     if out is not None:
         write_report(result, Path(out))
     return result
@@ -140,7 +152,9 @@ def markdown(result: Evaluation) -> str:
         f"# {result.predictor} on {Path(result.dataset).name}", "",
         f"- backend: {result.backend}, settings {json.dumps(result.config, sort_keys=True)}",
         f"- dataset: `{result.dataset}`, {len(result.rows)} measured models",
-        "- truth: the median of each model's round medians (fresh processes)"
+        ("- truth: the median of each model's round medians (fresh processes)"
+         if result.statistic == "median" else
+         "- truth: each model's fastest timed run (the predictor was trained on fastest runs)")
         + (", put at the predictor's machine speed by the speed anchor timed beside it "
            f"(as measured: {result.overall_as_measured['within_10']:.1f}% within ±10%, "
            f"RMSPE {result.overall_as_measured['rmspe']:.1f}%)" if result.anchored else ""),

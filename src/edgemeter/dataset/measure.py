@@ -20,7 +20,8 @@ def measurements_file(folder: str | Path, backend: str) -> Path:
 
 def _record(entry: dict[str, Any], m: Measurement) -> dict[str, Any]:
     return {"file": entry["file"], "family": entry["family"], "backend": m.backend,
-            "config": m.config, "median_ms": m.median_ms, "spread": m.spread,
+            "config": m.config, "median_ms": m.median_ms, "min_ms": m.min_ms,
+            "spread": m.spread,
             "rounds": len(m.round_medians_ms), "stable": m.stable, "error": m.error,
             "anchor_ms": m.anchor_ms, "others_cores": m.others_cores,
             "model_sha256": m.model_sha256, "env": m.env}
@@ -51,8 +52,9 @@ def measure(folder: str | Path, backend: str, threads: int = 1, rounds: int = 3,
     protocol = Protocol(warmup=warmup, repeats=repeats, rounds=rounds, max_rounds=rounds,
                         anchor=True)
     out = measurements_file(folder, backend)
+    # Lines written before min_ms existed are written again, from the store (no re-measuring).
     recorded = {r["file"] for r in read_measurements(folder, backend)
-                if r["config"] == settings and r["error"] is None}
+                if r["config"] == settings and r["error"] is None and "min_ms" in r}
     # Results come back in order; a reused one carries the path it was stored under, which
     # differs if the dataset folder moved, so entries are matched by position.
     pending = iter(entries)
