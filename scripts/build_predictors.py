@@ -5,8 +5,8 @@
     python scripts/build_predictors.py --priors             # regenerate data/priors/ first
 
 Each target is an ordinary builder workspace (under --workdir, kept between runs, so an
-interrupted rebuild resumes without re-measuring); its package is then copied to
-``src/edgemeter/data/predictors/<name>/<version>/`` and ``index.json`` names the default. Run it
+interrupted rebuild resumes without re-measuring); its package is then written, zipped, to
+``src/edgemeter/data/predictors/<name>/<version>.zip`` and ``index.json`` names the default. Run it
 on a quiet machine: the predictors are only as good as the timings.
 """
 from __future__ import annotations
@@ -50,11 +50,19 @@ def build_target(name: str, workdir: Path, budget: str, overwrite_configs: bool)
     print(f"\n== {name}\n{report.format()}")
     if report.package is None:
         raise SystemExit(f"{name}: the build made no package")
-    target = SHIPPED / name / VERSION
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(report.package, target)
-    return target
+    return ship(report.package, name)
+
+
+def ship(package: Path, name: str) -> Path:
+    """Copy a built package into the shipped predictors as ``<name>/<VERSION>.zip`` (zipped,
+    the training CSVs take a third of the room)."""
+    from edgemeter.predictor import load_package, save_package
+
+    folder, target = SHIPPED / name / VERSION, SHIPPED / name / f"{VERSION}.zip"
+    if folder.exists():
+        shutil.rmtree(folder)
+    target.unlink(missing_ok=True)
+    return save_package(load_package(package), target)
 
 
 def main() -> None:

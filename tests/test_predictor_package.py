@@ -241,10 +241,13 @@ def test_registry_register_find_unregister(package, home, tmp_path):
 def test_registry_shipped_default_and_broken_entries(package, home):
     shipped = registry.shipped_dir()
     save_package(package, shipped / "ort-test" / "1.0")
-    save_package(make_package("ort-2t", "0.1"), shipped / "ort-2t" / "0.1")
+    save_package(make_package("ort-2t", "0.1"), shipped / "ort-2t" / "0.1.zip")  # zipped
     (shipped / "index.json").write_text(json.dumps({"default": "ort-test"}))
     default = registry.find_predictor()
     assert (default.name, default.origin, default.default) == ("ort-test", "shipped", True)
+    zipped = registry.find_predictor("ort-2t")
+    assert (zipped.version, zipped.backend, zipped.problem) == ("0.1", "onnxruntime-cpu-1t", None)
+    assert load_package(zipped.path).name == "ort-2t"
 
     with pytest.raises(ConfigError, match="is shipped with edgemeter"):
         registry.register(shipped / "ort-test" / "1.0")

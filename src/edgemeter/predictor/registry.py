@@ -1,7 +1,8 @@
 """Where predictors live: shipped with edgemeter, or registered by the user.
 
-Shipped predictors sit in ``edgemeter/data/predictors/<name>/<version>/`` with an ``index.json``
-that names the default (``{"default": "<name>"}``). Registered ones are copied to
+Shipped predictors sit in ``edgemeter/data/predictors/<name>/<version>.zip`` (or a
+``<version>/`` folder) with an ``index.json`` that names the default
+(``{"default": "<name>"}``). Registered ones are copied to
 ``$EDGEMETER_HOME/predictors/<name>/<version>/`` (``EDGEMETER_HOME`` defaults to
 ``~/.edgemeter``), so they keep working after the original file moves. Listing reads manifests
 only; loading a package fully is :func:`edgemeter.predictor.package.load_package`.
@@ -76,25 +77,27 @@ def list_predictors() -> list[PredictorInfo]:
     for origin, root in (("shipped", shipped_dir()), ("user", user_dir())):
         if not root.is_dir():
             continue
-        for folder in sorted(p for p in root.glob("*/*") if p.is_dir()):
-            found.append(_info(folder, origin, default))
+        for package in sorted(p for p in root.glob("*/*")
+                              if p.is_dir() or p.suffix == ".zip"):
+            found.append(_info(package, origin, default))
     # Stable sorts, last key first: by name, newest version first, shipped before user.
     found.sort(key=lambda i: i.origin)
     found.sort(key=lambda i: version_key(i.version), reverse=True)
     return sorted(found, key=lambda i: i.name)
 
 
-def _info(folder: Path, origin: str, default: str | None) -> PredictorInfo:
-    name, version = folder.parent.name, folder.name
+def _info(package: Path, origin: str, default: str | None) -> PredictorInfo:
+    """``package`` is ``<name>/<version>`` or ``<name>/<version>.zip``."""
+    name, version = package.parent.name, package.name.removesuffix(".zip")
     try:
-        manifest = read_manifest(folder)
+        manifest = read_manifest(package)
     except EdgemeterError as exc:
-        return PredictorInfo(name, version, folder, origin, problem=str(exc))
+        return PredictorInfo(name, version, package, origin, problem=str(exc))
     if (manifest["name"], manifest["version"]) != (name, version):
-        problem = (f"{folder}: manifest says {manifest['name']} {manifest['version']}, "
-                   "the folder says otherwise")
-        return PredictorInfo(name, version, folder, origin, problem=problem)
-    return PredictorInfo(name, version, folder, origin, manifest["backend"],
+        problem = (f"{package}: manifest says {manifest['name']} {manifest['version']}, "
+                   "the path says otherwise")
+        return PredictorInfo(name, version, package, origin, problem=problem)
+    return PredictorInfo(name, version, package, origin, manifest["backend"],
                          tuple(sorted(manifest["kernels"])), manifest["created"],
                          default=(origin == "shipped" and name == default))
 
@@ -160,7 +163,7 @@ def unregister(name: str, version: str | None = None) -> list[PredictorInfo]:
         raise ConfigError(f"predictor {predictors[0].label} is shipped with edgemeter and "
                           "cannot be unregistered")
     for info in removed:
-        shutil.rmtree(info.path)
+        shutil.rmtree(info.path) if info.path.is_dir() else info.path.unlink()
     parent = user_dir() / name
     if parent.is_dir() and not any(parent.iterdir()):
         parent.rmdir()
