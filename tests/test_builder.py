@@ -231,6 +231,14 @@ def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, m
     assert again.measured == 0 and again.reused == report.reused + report.measured
     assert "held-out zoo models: 1" in again.format()
 
+    # Retrained from the store on another statistic: nothing measured, the same rows.
+    edit(tiny_workspace, "build.yaml", statistic="min")
+    retrained = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None,
+                      retrain=True)
+    assert retrained.measured == 0 and retrained.rows == report.rows
+    assert load_package(retrained.package).extra["statistic"] == "min"
+    assert retrained.models["n"] == 1
+
 
 def test_unrunnable_kernel_is_skipped_and_listed(tiny_workspace, monkeypatch):
     from edgemeter.builder import collect

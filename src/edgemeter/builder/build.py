@@ -101,8 +101,11 @@ class _Clock:
 
 
 def build(workspace: str | Path | Workspace, budget_s: float | None = None,
-          progress: bool = True, log: Callable[[str], None] = print) -> BuildReport:
-    """Build a predictor package for the workspace's backend; returns the report."""
+          progress: bool = True, log: Callable[[str], None] = print,
+          retrain: bool = False) -> BuildReport:
+    """Build a predictor package for the workspace's backend; returns the report. With
+    ``retrain``, train on every measurement the workspace already holds and sample nothing new
+    (after changing ``statistic``, ``algo`` or ``trees``)."""
     from tqdm import tqdm
 
     from edgemeter.kernels import load_rules
@@ -130,18 +133,25 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
             records: list[collect.ModelRecord] = []
             zoo_dir = ws.subdir("models/zoo")
 
-            # 1. zoo models: whole medians (model term) and, with per-node times, kernel rows
-            variants = collect.zoo_variants(families, cfg["zoo_train_variants"], cfg["zoo_seed"])
-            with bar(len(variants), "zoo models") as pbar:
-                for name, path, m in _measure_variants(collector, variants, zoo_dir, per_node,
-                                                       clock, ZOO_SHARE, pbar):
-                    records.append(collect.model_record(name, path, m, rules,
-                                                        cfg["statistic"]))
-                    if per_node:
-                        rows += collect.kernel_rows(path, m, rules, name, cfg["statistic"])
+            if retrain:
+                records, rows = stored_data(ws, collector, rules, per_node)
+                log(f"retraining on {len(records)} zoo models and {len(rows)} kernel rows "
+                    "from the workspace store")
+            else:
+                # 1. zoo models: whole medians (model term) and, with per-node times, kernel rows
+                variants = collect.zoo_variants(families, cfg["zoo_train_variants"],
+                                                cfg["zoo_seed"])
+                with bar(len(variants), "zoo models") as pbar:
+                    for name, path, m in _measure_variants(collector, variants, zoo_dir,
+                                                           per_node, clock, ZOO_SHARE, pbar):
+                        records.append(collect.model_record(name, path, m, rules,
+                                                            cfg["statistic"]))
+                        if per_node:
+                            rows += collect.kernel_rows(path, m, rules, name, cfg["statistic"])
 
-            # 2. sampled kernels, adaptive iterations
-            rows += sample_kernels(ws, collector, rules, per_node, clock, bar, rows, report, log)
+                # 2. sampled kernels, adaptive iterations
+                rows += sample_kernels(ws, collector, rules, per_node, clock, bar, rows, report,
+                                       log)
 
             # 3. training on everything, put at one machine speed (the anchor's median)
             speed = train.anchor_speed([r.get("anchor_ms") for r in rows]
@@ -278,6 +288,31 @@ def sample_kernels(ws: Workspace, collector: collect.Collector, rules: Any, per_
             log(f"round {iteration + 1}: {group} within ±10% {figures['within_10']:.0f}%, "
                 f"{len(bad)} large errors → {len(pending[group])} new kernels")
     return rows
+
+
+def stored_data(ws: Workspace, collector: collect.Collector, rules: Any, per_node: bool
+                ) -> tuple[list[collect.ModelRecord], list[dict[str, Any]]]:
+    """Zoo-model records and kernel rows from every successful measurement in the workspace
+    store taken with the workspace's backend settings (found by where the build put the
+    model: ``models/zoo/`` or ``models/kernels/``, wherever the workspace now lives)."""
+    statistic = ws.build["statistic"]
+    read = collect.kernel_rows if per_node else collect.standalone_row
+    records: list[collect.ModelRecord] = []
+    rows: list[dict[str, Any]] = []
+    for m in collector.store:
+        *_, models, kind, name = ("", "", *Path(m.model).parts)
+        path = ws.path / "models" / kind / name
+        if not (m.ok and m.config == collector.settings and models == "models"
+                and kind in ("zoo", "kernels") and path.is_file()):
+            continue
+        collector.reused += 1
+        if kind == "zoo":
+            records.append(collect.model_record(path.stem, path, m, rules, statistic))
+            if per_node:
+                rows += collect.kernel_rows(path, m, rules, path.stem, statistic)
+        else:
+            rows += [{**row, ISOLATED: 1} for row in read(path, m, rules, path.stem, statistic)]
+    return records, rows
 
 
 def _at_one_speed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

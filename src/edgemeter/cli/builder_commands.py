@@ -59,7 +59,10 @@ def fusion_test(directory: str, quiet: bool) -> None:
 @_workspace_option
 @click.option("--budget", help="Wall-time budget (90s, 30m, 1h); default: build.yaml's.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def build(directory: str, budget: str | None, quiet: bool) -> None:
+@click.option("--retrain", is_flag=True,
+              help="Train again on the measurements the workspace holds, measuring nothing new "
+                   "(after changing statistic, algo or trees).")
+def build(directory: str, budget: str | None, quiet: bool, retrain: bool) -> None:
     """Build a latency predictor package for the workspace's backend (resumable)."""
     from edgemeter.builder.build import build as run_build
     from edgemeter.builder.workspace import parse_duration
@@ -69,7 +72,8 @@ def build(directory: str, budget: str | None, quiet: bool) -> None:
         budget_s = parse_duration(budget) if budget is not None else None
     except ValueError as exc:
         raise ConfigError(f"--budget {budget!r}: expected {exc}") from None
-    report = run_build(directory, budget_s, progress=not quiet, log=click.echo)
+    report = run_build(directory, budget_s, progress=not quiet, log=click.echo,
+                       retrain=retrain)
     click.echo(report.format())
     if report.stopped:
         raise SystemExit(1)
