@@ -3,11 +3,17 @@ predictor's backend, evaluate, print the shares within ±5% and ±10% of the mea
 
     .venv/bin/python bench/bench_accuracy.py [--predictor NAME|PATH ...] [--per-family 5]
         [--seed 5000] [--families a,b] [--rounds 3] [--out bench/results/accuracy]
+        [--truth-twice]
 
 Without ``--predictor``, every shipped predictor is evaluated. The dataset folder is reused
 between runs (generation and measurement resume), so a second run only re-predicts. Builds
 train on zoo variants of seeds 1000 and 1001 (build.yaml's ``zoo_seed``) drawn by another
 scheme; the default seed 5000 keeps this set apart from them.
+
+``--truth-twice`` measures the set a second time right after (a sibling folder sharing the
+model files) and prints how often the two measurements agree within ±5% and ±10%, and the
+predictor's figures against the second one: no predictor can agree with the truth more often
+than the truth agrees with itself.
 """
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ def main() -> None:
     parser.add_argument("--families", default=None, help="comma-separated (default: all)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("bench/results/accuracy"))
+    parser.add_argument("--truth-twice", action="store_true",
+                        help="measure the set again and report how well the truth repeats")
     args = parser.parse_args()
 
     from edgemeter.dataset import evaluate, generate, measure
@@ -59,7 +67,36 @@ def main() -> None:
         for family, f in result.families.items():
             print(f"    {family:14} n={f['n']:3}  ±5% {f['within_5']:5.1f}%  "
                   f"±10% {f['within_10']:5.1f}%  RMSPE {f['rmspe']:5.1f}%")
+        if args.truth_twice:
+            lines.append(truth_again(folder, predictor, result, threads, options, args.rounds))
+            print(lines[-1])
     print("\n".join(["", "summary:", *lines]))
+
+
+def truth_again(folder: Path, predictor, first, threads: int, options: dict,
+                rounds: int) -> str:
+    """Measure the set once more in a sibling folder; the two truths against each other, and
+    the predictor against the second."""
+    import shutil
+
+    from edgemeter.dataset import evaluate, measure
+    from edgemeter.predictor.metrics import accuracy
+
+    again = folder.with_name(folder.name + f"-again-{predictor.name}")
+    again.mkdir(exist_ok=True)
+    if not (again / "models").exists():
+        (again / "models").symlink_to((folder / "models").resolve())
+    shutil.copy(folder / "index.jsonl", again / "index.jsonl")
+    measure(again, predictor.backend, threads=threads, rounds=rounds, options=options,
+            progress=True)
+    second = evaluate(predictor, again, backend=predictor.backend, threads=threads)
+    truth = {r["file"]: r["truth_ms"] for r in first.rows}
+    both = [r for r in second.rows if r["file"] in truth]
+    itself = accuracy([r["truth_ms"] for r in both], [truth[r["file"]] for r in both])
+    o = second.overall
+    return (f"{'':28} measured again: the two truths agree ±5% {itself['within_5']:.1f}%, "
+            f"±10% {itself['within_10']:.1f}%; the predictor against the second: "
+            f"±5% {o['within_5']:.1f}%, ±10% {o['within_10']:.1f}%, RMSPE {o['rmspe']:.1f}%")
 
 
 if __name__ == "__main__":

@@ -192,6 +192,7 @@ def test_cli_json_and_exit_code_1_when_something_failed(model, tmp_path):
     good, bad = map(json.loads, out.stdout.splitlines())
     assert {"model", "backend", "median_ms", "spread", "samples", "env", "kernels"} <= set(good)
     assert good["median_ms"] > 0 and len(good["samples"]) == 3
+    assert good["min_ms"] == min(good["samples"]) and bad["min_ms"] is None
     # Per edgemeter kernel; with the runtime-inserted nodes they add up to the profiled sum.
     assert good["kernels"] and {"type", "nodes", "latency_ms"} <= set(good["kernels"][0])
     assert sum(k["latency_ms"] for k in good["kernels"]) + good["unattributed_ms"] == \

@@ -106,7 +106,7 @@ class Measurement:
     @property
     def min_ms(self) -> float | None:
         """The fastest timed run. On a shared host a neighbour only ever adds time: over minutes
-        the fastest run moved about half as much as the median (bench_drift.py)."""
+        the fastest run moved less than the median (bench/bench_anchor.py)."""
         return min(self.samples_ms) if self.samples_ms else None
 
     def latency_ms(self, statistic: str = "median") -> float | None:

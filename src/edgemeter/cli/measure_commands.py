@@ -81,7 +81,8 @@ def measurement_json(m: Any) -> dict[str, Any]:
 
     times = measured_kernel_times(m)
     return {"model": m.model, "backend": m.backend, "config": m.config,
-            "median_ms": m.median_ms, "spread": m.spread, "stable": m.stable,
+            "median_ms": m.median_ms, "min_ms": m.min_ms, "spread": m.spread,
+            "stable": m.stable,
             "round_medians_ms": m.round_medians_ms, "samples": m.samples_ms, "env": m.env,
             "anchor_ms": m.anchor_ms, "others_cores": m.others_cores,
             "kernels": times.kernels if times else [],
@@ -105,7 +106,7 @@ def format_table(m: Any) -> str:
     lines = [f"{m.model}  {m.backend}  {m.median_ms:.4f} ms ± {s['iqr_ms']:.4f} (IQR)  "
              f"CV between rounds {_pct(s['cv_between'])}, within {_pct(s['cv_within'])}  "
              f"{len(m.round_medians_ms)} rounds x {len(m.samples_ms) // len(m.round_medians_ms)}"
-             f"  {'stable' if m.stable else 'UNSTABLE'}"]
+             f"  {'stable' if m.stable else 'UNSTABLE'}  fastest {m.min_ms:.4f} ms"]
     if m.others_cores is not None and m.others_cores >= BUSY_CORES:
         lines.append(f"  warning: other processes kept {m.others_cores:.1f} cores busy while "
                      "this was measured; through shared caches and memory that slows larger "
