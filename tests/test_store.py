@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from edgemeter.backends import Measurement, Protocol, measure_models
@@ -77,23 +78,28 @@ def test_two_processes_write_one_workspace(tmp_path):
     assert models == {f"{name}-{i}" for name in "ab" for i in range(60)}
 
 
+def stored(workspace: Path) -> int:
+    """Rows in the workspace's store, 0 while the run has not created it yet."""
+    try:
+        db = sqlite3.connect(f"file:{workspace / 'measurements.sqlite'}?mode=ro", uri=True)
+        return db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
 def test_an_interrupted_run_loses_nothing_and_resumes(tmp_path):
     models = [str(tiny_onnx(tmp_path / f"m{i}.onnx", width=4 + i)) for i in range(3)]
     workspace = tmp_path / "ws"
     # Rounds of ~1 s each, so Ctrl-C lands while the second model is being measured.
     args = [sys.executable, "-m", "edgemeter", "measure", *models, "-b", "onnxruntime-cpu",
             "-w", str(workspace), "--rounds", "2", "--max-rounds", "2", "--repeats", "200"]
-    run = subprocess.Popen(args, env={**ENV, "PYTHONUNBUFFERED": "1"},
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # The first model's progress line comes once it is stored: the second is being measured.
-    # (Polling the store instead raced: a read-only reader saw nothing while WAL files were
-    # being set up, and the run finished before the signal.)
-    seen = [run.stderr.readline()]
-    while seen[-1] and not seen[-1].lstrip().startswith("[1/3]"):
-        seen.append(run.stderr.readline())
+    run = subprocess.Popen(args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and stored(workspace) < 1:
+        time.sleep(0.05)
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=60)
-    stderr = "".join(seen) + stderr
     assert run.returncode == 130, stderr
     assert "interrupted" in stderr
     with Store(workspace) as store:
