@@ -142,12 +142,11 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
                 variants = collect.zoo_variants(families, cfg["zoo_train_variants"],
                                                 cfg["zoo_seed"])
                 with bar(len(variants), "zoo models") as pbar:
-                    for name, path, m in _measure_variants(collector, variants, zoo_dir,
+                    for _, path, m in _measure_variants(collector, variants, zoo_dir,
                                                            per_node, clock, ZOO_SHARE, pbar):
-                        records.append(collect.model_record(name, path, m, rules,
-                                                            cfg["statistic"]))
-                        if per_node:
-                            rows += collect.kernel_rows(path, m, rules, name, cfg["statistic"])
+                        record, zoo_rows = zoo_data(ws, path, m, rules, per_node)
+                        records.append(record)
+                        rows += zoo_rows
 
                 # 2. sampled kernels, adaptive iterations
                 rows += sample_kernels(ws, collector, rules, per_node, clock, bar, rows, report,
@@ -295,8 +294,6 @@ def stored_data(ws: Workspace, collector: collect.Collector, rules: Any, per_nod
     """Zoo-model records and kernel rows from every successful measurement in the workspace
     store taken with the workspace's backend settings (found by where the build put the
     model: ``models/zoo/`` or ``models/kernels/``, wherever the workspace now lives)."""
-    statistic = ws.build["statistic"]
-    read = collect.kernel_rows if per_node else collect.standalone_row
     records: list[collect.ModelRecord] = []
     rows: list[dict[str, Any]] = []
     for m in collector.store:
@@ -307,12 +304,28 @@ def stored_data(ws: Workspace, collector: collect.Collector, rules: Any, per_nod
             continue
         collector.reused += 1
         if kind == "zoo":
-            records.append(collect.model_record(path.stem, path, m, rules, statistic))
-            if per_node:
-                rows += collect.kernel_rows(path, m, rules, path.stem, statistic)
+            record, zoo_rows = zoo_data(ws, path, m, rules, per_node)
+            records.append(record)
+            rows += zoo_rows
         else:
-            rows += [{**row, ISOLATED: 1} for row in read(path, m, rules, path.stem, statistic)]
+            rows += sampled_rows(ws, path, m, rules, per_node)
     return records, rows
+
+
+def zoo_data(ws: Workspace, path: Path, m: Any, rules: Any, per_node: bool
+             ) -> tuple[collect.ModelRecord, list[dict[str, Any]]]:
+    """A measured zoo model's record and, with per-node times, its kernels' in-context rows."""
+    statistic = ws.build["statistic"]
+    rows = collect.kernel_rows(path, m, rules, path.stem, statistic) if per_node else []
+    return collect.model_record(path.stem, path, m, rules, statistic), rows
+
+
+def sampled_rows(ws: Workspace, path: Path, m: Any, rules: Any, per_node: bool
+                 ) -> list[dict[str, Any]]:
+    """The rows of a measured sampled-kernel model (a batch with per-node times, else one
+    kernel timed whole), flagged ISOLATED."""
+    read = collect.kernel_rows if per_node else collect.standalone_row
+    return [{**row, ISOLATED: 1} for row in read(path, m, rules, path.stem, ws.build["statistic"])]
 
 
 def _at_one_speed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -347,9 +360,7 @@ def measure_configs(ws: Workspace, collector: collect.Collector, rules: Any, per
             m = collector.measure(path, profile=per_node)
             pbar.update()
             if m.ok:
-                read = collect.kernel_rows if per_node else collect.standalone_row
-                rows += [{**row, ISOLATED: 1}
-                         for row in read(path, m, rules, path.stem, ws.build["statistic"])]
+                rows += sampled_rows(ws, path, m, rules, per_node)
     return rows
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from edgemeter.backends.protocol import STATISTICS
 from edgemeter.errors import ConfigError
 
 CONFIG_DIR = "configs"
@@ -164,7 +165,7 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                           parse_duration),
         "statistic": Setting("median", "a measurement's latency: median (of the round medians) "
                              "or min (the fastest timed run: steadier on a shared host, where "
-                             "neighbours only add time)", _choice("median", "min")),
+                             "neighbours only add time)", _choice(*STATISTICS)),
         "algo": Setting("rf", "regressor: rf (random forest) or gb (gradient boosting)",
                         _choice("rf", "gb")),
         "trees": Setting(100, "trees per regressor (fewer: smaller package, a bit less "
