@@ -91,10 +91,10 @@ def kernel_rows(path: Path, m: Measurement, rules: Any, source: str,
     kernels; kernels the runtime did not run on their own (0 ms, no runtime node) are left out.
 
     Profiling gives each kernel's SHARE of the run; the unprofiled latency (``statistic``)
-    gives the total. The
-    profiled run is another process at another moment: on a busy machine its per-node times
-    summed to 0.65-2.8x the unprofiled median of the same model (76 zoo models, median 1.1x), so
-    raw profiler times would carry that run's luck into every kernel of the model."""
+    gives the total. The profiled run is another process at another moment: on a busy machine
+    its per-node times summed to 0.65-2.8x the unprofiled median of the same model (76 zoo
+    models, median 1.1x), so raw profiler times would carry that run's luck into every kernel
+    of the model."""
     from edgemeter.backends.kernel_times import kernel_times
     from edgemeter.importers import load_graph
     from edgemeter.kernels import detect
