@@ -49,6 +49,7 @@ def test_measure_then_resume(dataset):
     assert sorted(r["file"] for r in lines) == sorted(e["file"] for e in read_index(dataset))
     with Store(dataset) as store:
         stored = len(store)
+        assert all(m.protocol["interleave"] for m in store)  # the default for a dataset
     # A crash while writing the last line: the rerun measures nothing again and repairs it.
     path = measurements_file(dataset, "onnxruntime-cpu")
     text = path.read_text()
@@ -152,6 +153,8 @@ def test_cli_generate_and_measure(tmp_path, capsys):
           "--families", "squeezenet"])
     assert "1 models" in capsys.readouterr().out
     main(["dataset", "measure", str(folder), "--backend", "onnxruntime-cpu", "--rounds", "1",
-          "--repeats", "3"])
+          "--repeats", "3", "--consecutive"])
     assert "1 measured, 0 failed" in capsys.readouterr().out
     assert len(read_measurements(folder, "onnxruntime-cpu")) == 1
+    with Store(folder) as store:
+        assert [m.protocol["interleave"] for m in store] == [False]

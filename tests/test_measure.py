@@ -174,11 +174,57 @@ def test_a_rejected_model_fails_and_the_run_goes_on(model, tmp_path):
     assert results[1].error == "cannot read model: No such file or directory"
 
 
+@pytest.fixture
+def round_order(monkeypatch) -> list[str]:
+    """The model of every round run, in order (the real rounds still run)."""
+    order: list[str] = []
+    real = protocol_module.Rounds.next_round
+
+    def recording(self):
+        order.append(Path(self.result.model).stem)
+        real(self)
+
+    monkeypatch.setattr(protocol_module.Rounds, "next_round", recording)
+    return order
+
+
+@pytest.mark.parametrize("interleave, expected", [(False, "aabbcc"), (True, "abcabc")])
+def test_interleaved_models_run_round_r_of_every_model_before_round_r_plus_1(
+        tmp_path, round_order, interleave, expected):
+    models = [tiny_onnx(tmp_path / f"{name}.onnx") for name in "abc"]
+    models.insert(1, tmp_path / "missing.onnx")  # fails before its first round: runs none
+    reported, rounds_seen = [], []
+    results = measure_models(models, "onnxruntime-cpu", {}, replace(FAST, interleave=interleave),
+                             on_result=lambda m, reused: reported.append(Path(m.model).stem),
+                             on_round=lambda: rounds_seen.append(1))
+    assert "".join(round_order) == expected and len(rounds_seen) == 6
+    assert [Path(m.model).stem for m in results] == reported == ["a", "missing", "b", "c"]
+    assert [len(m.round_medians_ms) for m in results] == [2, 0, 2, 2]
+    assert results[1].error == "cannot read model: No such file or directory"
+    assert results[0].protocol["interleave"] is interleave
+
+
+def test_interleaved_measurements_are_stored_and_reused(tmp_path, round_order):
+    from edgemeter.store import Store
+
+    models = [tiny_onnx(tmp_path / f"{name}.onnx", seed=seed) for seed, name in enumerate("ab")]
+    protocol = replace(FAST, interleave=True)
+    with Store(tmp_path / "ws") as store:
+        first = measure_models(models, "onnxruntime-cpu", {}, protocol, store=store)
+        reused = []
+        again = measure_models(models, "onnxruntime-cpu", {}, protocol, store=store,
+                               on_result=lambda m, was_reused: reused.append(was_reused))
+    assert "".join(round_order) == "abab" and reused == [True, True]
+    assert [m.median_ms for m in again] == [m.median_ms for m in first]
+
+
 def test_bad_protocol_settings_are_config_errors():
     with pytest.raises(ConfigError, match="repeats=0 must be an integer >= 1"):
         Protocol(repeats=0)
     with pytest.raises(ConfigError, match="unknown setting 'round'"):
         Protocol.from_dict({"round": 3})
+    with pytest.raises(ConfigError, match="interleave='yes' must be true or false"):
+        Protocol(interleave="yes")
 
 
 def test_workspace_yaml_then_flags(tmp_path):
@@ -214,6 +260,19 @@ def test_cli_json_and_exit_code_1_when_something_failed(model, tmp_path):
     assert sum(k["latency_ms"] for k in good["kernels"]) + good["unattributed_ms"] == \
         pytest.approx(sum(good["node_times_ms"].values()))
     assert bad["error"] and bad["median_ms"] is None
+
+
+def test_cli_interleave_flag_reaches_the_protocol(model, tmp_path):
+    from edgemeter.store import Store
+
+    other = tiny_onnx(tmp_path / "other.onnx", seed=1)
+    out = edgemeter("measure", str(model), str(other), "-b", "onnxruntime-cpu", "--interleave",
+                    "--workspace", str(tmp_path / "ws"), "--format", "json", *CLI_FAST)
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["model"] for line in out.stdout.splitlines()] == \
+        [str(model), str(other)]
+    with Store(tmp_path / "ws") as store:
+        assert [m.protocol["interleave"] for m in store] == [True, True]
 
 
 def test_cli_table_and_bad_option(model):

@@ -43,6 +43,10 @@ class Protocol:
     timeout_s: float = 120      # one child process (load + warm-up + runs) is killed after this
     profile_runs: int = 20      # profiled runs for per-node times (with profile=True)
     anchor: bool = False        # time the speed anchor after every run (edgemeter.backends.anchor)
+    # measure_models runs round r of every model before round r + 1 of any, so each model's
+    # rounds are spread over the whole set: a slow spell of the host then moves one round of
+    # many models, not every round of a few (bench/bench_truth.py).
+    interleave: bool = False
 
     def __post_init__(self) -> None:
         for name in ("repeats", "rounds", "max_rounds", "profile_runs"):
@@ -51,8 +55,10 @@ class Protocol:
                                   "integer >= 1")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise ConfigError(f"protocol: warmup={self.warmup!r} must be an integer >= 0")
-        if not isinstance(self.anchor, bool):
-            raise ConfigError(f"protocol: anchor={self.anchor!r} must be true or false")
+        for name in ("anchor", "interleave"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"protocol: {name}={getattr(self, name)!r} must be true or "
+                                  "false")
         for name in ("target_cv", "time_budget_s", "timeout_s"):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) <= 0:
                 raise ConfigError(f"protocol: {name}={getattr(self, name)!r} must be a number > 0")
@@ -218,83 +224,144 @@ def measure(model_path: str | Path, backend_name: str, config: dict[str, Any] | 
     """Measure ``model_path`` on backend ``backend_name`` (built with ``config``: threads and
     options). Bad settings raise ConfigError; everything that goes wrong while measuring gives a
     Measurement whose ``error`` says why."""
-    from edgemeter.backends import backend_class, backend_target
+    run = Rounds(model_path, backend_name, config, protocol or Protocol(), profile=profile)
+    while not run.done:
+        run.next_round()
+    return run.finish()
 
-    protocol = protocol or Protocol()
-    model_path = Path(model_path)
-    cls = backend_class(backend_name)
-    backend = cls(**(config or {}))
-    result = Measurement(model=str(model_path), backend=backend_name, config=backend.settings(),
-                         profiled=profile, protocol=asdict(protocol))
-    try:
-        result.model_sha256 = file_sha256(model_path)
-    except OSError as exc:
-        result.error = f"cannot read model: {exc.strerror}"
-        return result
-    if not cls.available():
-        result.error = f"{cls.requires} is not installed: pip install 'edgemeter[{cls.extra}]'"
-        return result
 
-    payload = {"target": backend_target(backend_name), "config": backend.settings(),
-               "model": str(model_path.resolve()), "warmup": protocol.warmup,
-               "repeats": protocol.repeats, "profile_runs": 0, "anchor": protocol.anchor}
-    rounds: list[list[float]] = []
-    anchors: list[float] = []
-    start = time.monotonic()
-    try:
-        while True:
-            round_start = time.monotonic()
-            out = backend.run_round(payload, protocol.timeout_s)
-            rounds.append(out["samples_ms"])
-            if out.get("others_cores") is not None:
-                result.others_cores = max(result.others_cores or 0.0, out["others_cores"])
-            if out.get("anchor_samples_ms"):  # a remote worker of an older edgemeter: none
-                anchors.append(statistics.median(out["anchor_samples_ms"]))
-                result.anchor_round_medians_ms = anchors
-                result.anchor_ms = statistics.median(anchors)
-            result.env = out["env"]
-            result.max_rss_kb = max(result.max_rss_kb or 0, out["max_rss_kb"])
-            result.samples_ms = [s for r in rounds for s in r]
-            result.__dict__.update(summarize(rounds))
-            result.stable = is_stable(result.spread, protocol.target_cv)
-            elapsed, last = time.monotonic() - start, time.monotonic() - round_start
-            if len(rounds) >= protocol.max_rounds or (
-                    len(rounds) >= protocol.rounds
-                    and (result.stable or elapsed + last > protocol.time_budget_s)):
-                break
-        if profile:
-            out = backend.run_round({**payload, "repeats": 0,
-                                     "profile_runs": protocol.profile_runs}, protocol.timeout_s)
-            result.node_times_ms = out["node_times_ms"]
-            result.node_origins = out.get("node_origins")
-            result.node_inputs = out.get("node_inputs")
-    except RoundFailed as exc:
-        result.error = str(exc)
-    return result
+class Rounds:
+    """One model's measurement in progress, a round at a time: ``next_round`` until ``done``,
+    then ``finish`` (the profiled run, if asked for) gives the Measurement. ``measure`` drives
+    one to the end; ``measure_models`` can drive many in passes."""
+
+    def __init__(self, model_path: str | Path, backend_name: str,
+                 config: dict[str, Any] | None, protocol: Protocol, *, profile: bool = False):
+        from edgemeter.backends import backend_class, backend_target
+
+        model_path = Path(model_path)
+        cls = backend_class(backend_name)
+        self.backend = cls(**(config or {}))
+        self.protocol, self.profile = protocol, profile
+        self.result = Measurement(model=str(model_path), backend=backend_name,
+                                  config=self.backend.settings(), profiled=profile,
+                                  protocol=asdict(protocol))
+        self.rounds: list[list[float]] = []
+        self.anchors: list[float] = []
+        self.spent_s = 0.0  # this model's own rounds: interleaved passes run others between
+        self.done = False
+        try:
+            self.result.model_sha256 = file_sha256(model_path)
+        except OSError as exc:
+            self.fail(f"cannot read model: {exc.strerror}")
+            return
+        if not cls.available():
+            self.fail(f"{cls.requires} is not installed: pip install 'edgemeter[{cls.extra}]'")
+            return
+        self.payload = {"target": backend_target(backend_name), "config": self.backend.settings(),
+                        "model": str(model_path.resolve()), "warmup": protocol.warmup,
+                        "repeats": protocol.repeats, "profile_runs": 0,
+                        "anchor": protocol.anchor}
+
+    def fail(self, reason: str) -> None:
+        self.result.error, self.done = reason, True
+
+    def next_round(self) -> None:
+        result, protocol = self.result, self.protocol
+        round_start = time.monotonic()
+        try:
+            out = self.backend.run_round(self.payload, protocol.timeout_s)
+        except RoundFailed as exc:
+            self.fail(str(exc))
+            return
+        self.rounds.append(out["samples_ms"])
+        if out.get("others_cores") is not None:
+            result.others_cores = max(result.others_cores or 0.0, out["others_cores"])
+        if out.get("anchor_samples_ms"):  # a remote worker of an older edgemeter: none
+            self.anchors.append(statistics.median(out["anchor_samples_ms"]))
+            result.anchor_round_medians_ms = self.anchors
+            result.anchor_ms = statistics.median(self.anchors)
+        result.env = out["env"]
+        result.max_rss_kb = max(result.max_rss_kb or 0, out["max_rss_kb"])
+        result.samples_ms = [s for r in self.rounds for s in r]
+        result.__dict__.update(summarize(self.rounds))
+        result.stable = is_stable(result.spread, protocol.target_cv)
+        last = time.monotonic() - round_start
+        self.spent_s += last
+        n = len(self.rounds)
+        self.done = n >= protocol.max_rounds or (
+            n >= protocol.rounds and (result.stable or self.spent_s + last > protocol.time_budget_s))
+
+    def finish(self) -> Measurement:
+        if self.profile and self.result.ok:
+            try:
+                out = self.backend.run_round({**self.payload, "repeats": 0,
+                                              "profile_runs": self.protocol.profile_runs},
+                                             self.protocol.timeout_s)
+            except RoundFailed as exc:
+                self.result.error = str(exc)
+            else:
+                self.result.node_times_ms = out["node_times_ms"]
+                self.result.node_origins = out.get("node_origins")
+                self.result.node_inputs = out.get("node_inputs")
+        return self.result
 
 
 def measure_models(models: Iterable[str | Path], backend_name: str,
                    config: dict[str, Any] | None = None, protocol: Protocol | None = None, *,
                    profile: bool = False, store: Any = None,
                    on_result: Callable[[Measurement, bool], None] | None = None,
+                   on_round: Callable[[], None] | None = None,
                    ) -> list[Measurement]:
-    """Measure several models, one after the other. With a :class:`~edgemeter.store.Store`,
-    each measurement is saved the moment it completes and models already measured with the same
-    settings are taken from it (``on_result(measurement, reused=True)``) instead of re-run."""
+    """Measure several models: each in turn, or with ``protocol.interleave`` in passes (round
+    r of every model before round r + 1 of any). With a :class:`~edgemeter.store.Store`, each
+    measurement is saved the moment it completes and models already measured with the same
+    settings are taken from it (``on_result(measurement, reused=True)``) instead of re-run.
+    ``on_result`` is called in the order of ``models``; ``on_round`` after every round run."""
     from edgemeter.backends import get_backend
 
+    protocol = protocol or Protocol()
     settings = get_backend(backend_name, **(config or {})).settings()
-    results = []
-    for model in models:
+    models = list(models)
+    results: list[Measurement | None] = [None] * len(models)
+    reused = [False] * len(models)
+    reported = 0
+
+    def finished(i: int, m: Measurement) -> None:
+        nonlocal reported
+        results[i] = m
+        if store is not None and not reused[i]:
+            store.add(m)
+        while reported < len(models) and results[reported] is not None:
+            if on_result:
+                on_result(results[reported], reused[reported])
+            reported += 1
+
+    def advance(i: int, run: Rounds) -> None:
+        if not run.done:  # a model that failed before its first round runs none
+            run.next_round()
+            if on_round:
+                on_round()
+        if run.done:
+            finished(i, run.finish())
+
+    waiting: dict[int, Rounds] = {}  # interleaved: the models with rounds still to run
+    for i, model in enumerate(models):
         done = store.find(model, backend_name, settings, profile) if store is not None else None
-        if done is None:
-            done = measure(model, backend_name, config, protocol, profile=profile)
-            if store is not None:
-                store.add(done)
-            reused = False
-        else:
-            reused = True
-        results.append(done)
-        if on_result:
-            on_result(done, reused)
-    return results
+        if done is not None:
+            reused[i] = True
+            finished(i, done)
+            continue
+        run = Rounds(model, backend_name, config, protocol, profile=profile)
+        if protocol.interleave:
+            waiting[i] = run
+            continue
+        advance(i, run)
+        while not run.done:
+            advance(i, run)
+    while waiting:
+        for i, run in list(waiting.items()):
+            advance(i, run)
+            if run.done:
+                del waiting[i]
+    return results  # type: ignore[return-value]  # every slot is filled by now

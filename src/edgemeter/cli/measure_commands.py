@@ -34,6 +34,8 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
 @click.option("--repeats", type=int, help="Timed runs per round.")
 @click.option("--warmup", type=int, help="Untimed runs per round.")
 @click.option("--timeout", "timeout_s", type=float, help="Seconds before a round is killed.")
+@click.option("--interleave", is_flag=True, default=None,
+              help="Round r of every model before round r+1 of any (steadier on a shared host).")
 @click.option("--workspace", "-w", type=click.Path(file_okay=False),
               help="Folder whose store keeps results; measured models are skipped on rerun.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
@@ -44,7 +46,7 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
 def measure(models: tuple[str, ...], backend: str | None, threads: int | None,
             options: tuple[str, ...], rounds: int | None, max_rounds: int | None,
             target_cv: float | None, repeats: int | None, warmup: int | None,
-            timeout_s: float | None, workspace: str | None,
+            timeout_s: float | None, interleave: bool | None, workspace: str | None,
             config_file: str | None, profile: bool, fmt: str) -> None:
     """Measure the latency of MODELS on a real backend: median of fresh-process rounds ± spread.
 
@@ -54,7 +56,8 @@ def measure(models: tuple[str, ...], backend: str | None, threads: int | None,
     from edgemeter.store import Store
 
     flags = {"rounds": rounds, "max_rounds": max_rounds, "target_cv": target_cv,
-             "repeats": repeats, "warmup": warmup, "timeout_s": timeout_s}
+             "repeats": repeats, "warmup": warmup, "timeout_s": timeout_s,
+             "interleave": interleave}
     protocol = {key: value for key, value in flags.items() if value is not None}
     config = MeasureConfig.resolve(config_file, workspace, backend=backend, threads=threads,
                                    options=_parse_options(options), protocol=protocol or None)

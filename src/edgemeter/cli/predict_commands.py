@@ -161,11 +161,16 @@ def generate(out: Path, per_family: int, seed: int, families: tuple[str, ...]) -
               help="Fresh processes per model; the result is the median of their medians.")
 @click.option("--repeats", default=30, show_default=True, type=click.IntRange(min=1),
               help="Timed runs per round.")
-def measure_cmd(folder: Path, backend: str, threads: int, rounds: int, repeats: int) -> None:
+@click.option("--interleave/--consecutive", default=True, show_default=True,
+              help="Round r of every model before round r+1 of any (steadier on a shared "
+                   "host), or each model's rounds back to back.")
+def measure_cmd(folder: Path, backend: str, threads: int, rounds: int, repeats: int,
+                interleave: bool) -> None:
     """Measure every model of a dataset (resumable: measured models are skipped)."""
     from edgemeter.dataset import measure as run
 
-    done = run(folder, backend, threads=threads, rounds=rounds, repeats=repeats, progress=True)
+    done = run(folder, backend, threads=threads, rounds=rounds, repeats=repeats,
+               interleave=interleave, progress=True)
     failed = [m for m in done if not m.ok]
     click.echo(f"{len(done) - len(failed)} measured, {len(failed)} failed: "
                f"{folder / f'measurements-{backend}.jsonl'}")

@@ -36,10 +36,12 @@ def read_measurements(folder: str | Path, backend: str) -> list[dict[str, Any]]:
 
 def measure(folder: str | Path, backend: str, threads: int = 1, rounds: int = 3,
             repeats: int = 30, warmup: int = 10, options: dict[str, Any] | None = None,
-            progress: bool = False) -> list[Measurement]:
+            interleave: bool = True, progress: bool = False) -> list[Measurement]:
     """Measure the dataset's models on ``backend`` (``rounds`` fresh processes of ``repeats``
     timed runs each, the speed anchor timed beside each); models measured before with the same
-    settings are taken from the store."""
+    settings are taken from the store. ``interleave``: in passes, round r of every model before
+    round r + 1 of any (see Protocol.interleave); an interrupted pass loses its models' rounds
+    so far, never a completed measurement."""
     from tqdm import tqdm
 
     from edgemeter.backends import Protocol, get_backend, measure_models
@@ -50,7 +52,7 @@ def measure(folder: str | Path, backend: str, threads: int = 1, rounds: int = 3,
     config = {"threads": threads, **(options or {})}
     settings = get_backend(backend, **config).settings()  # bad settings fail before any work
     protocol = Protocol(warmup=warmup, repeats=repeats, rounds=rounds, max_rounds=rounds,
-                        anchor=True)
+                        anchor=True, interleave=interleave)
     out = measurements_file(folder, backend)
     # Lines written before min_ms existed are written again, from the store (no re-measuring).
     recorded = {r["file"] for r in read_measurements(folder, backend)
@@ -58,8 +60,9 @@ def measure(folder: str | Path, backend: str, threads: int = 1, rounds: int = 3,
     # Results come back in order; a reused one carries the path it was stored under, which
     # differs if the dataset folder moved, so entries are matched by position.
     pending = iter(entries)
+    # Progress counts rounds: interleaved, no model completes before the last pass.
     with Store(folder) as store, jsonl.open_append(out) as lines, \
-            tqdm(total=len(entries), desc=f"measure {backend}", unit="model",
+            tqdm(total=len(entries) * rounds, desc=f"measure {backend}", unit="round",
                  disable=not progress) as bar:
         def on_result(m: Measurement, reused: bool) -> None:
             entry = next(pending)
@@ -67,7 +70,8 @@ def measure(folder: str | Path, backend: str, threads: int = 1, rounds: int = 3,
                 jsonl.write(lines, _record(entry, m))
             bar.set_postfix_str(f"{entry['file'].split('/')[-1]} "
                                 + (f"{m.median_ms:.2f} ms" if m.ok else "FAILED"))
-            bar.update()
+            # Rounds a model did not run (reused, or failed early) count as done.
+            bar.update(rounds - (0 if reused else len(m.round_medians_ms)))
 
         return measure_models([folder / e["file"] for e in entries], backend, config, protocol,
-                              store=store, on_result=on_result)
+                              store=store, on_result=on_result, on_round=bar.update)

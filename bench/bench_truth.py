@@ -1,0 +1,106 @@
+"""How repeatable is a dataset's measured truth: rounds back to back, or interleaved?
+
+Measures every model of a dataset ``--blocks`` times with each scheme, alternating (block 1
+consecutive, block 1 interleaved, block 2 consecutive, ...), so both schemes see the same hours
+of the host. Consecutive: each model's ``--rounds`` fresh processes back to back (seconds apart).
+Interleaved (``Protocol.interleave``, the default of ``edgemeter dataset measure``): round r of
+every model before round r + 1 of any, so each model's rounds are minutes apart. Then, for each
+scheme and statistic (median of round medians, fastest run), the share of models whose two
+measurements from different blocks agree within ±10 % (and ±5 %), over every pair of blocks.
+A predictor cannot agree with a truth more often than the truth agrees with itself.
+
+    .venv/bin/python bench/bench_truth.py --dataset DS --blocks 4 --out bench/results/truth.jsonl
+
+``DS`` is a folder made by ``edgemeter dataset generate``; nothing is written into it. Every
+measurement is appended to ``--out`` as it completes (``--summarise-only`` reads it back).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import time
+from pathlib import Path
+
+SCHEMES = ("consecutive", "interleaved")
+STATISTICS = {"median": "median_ms", "fastest": "min_ms"}
+
+
+def agreement(a: dict[str, float], b: dict[str, float], tolerance: float) -> float:
+    common = a.keys() & b.keys()
+    return sum(abs(a[f] / b[f] - 1) <= tolerance for f in common) / len(common)
+
+
+def summarise(records: list[dict]) -> None:
+    blocks = sorted({r["block"] for r in records})
+    truths = {}  # (scheme, block) -> file -> record
+    for r in records:
+        truths.setdefault((r["scheme"], r["block"]), {})[r["file"]] = r
+    n_models = max(len(t) for t in truths.values())
+    complete = [b for b in blocks
+                if all(len(truths.get((s, b), {})) == n_models for s in SCHEMES)]
+    print(f"{len(complete)} complete blocks of {n_models} models")
+    if len(complete) < 2:
+        return
+    first = truths[("consecutive", complete[0])]
+    for b in complete:
+        for scheme in SCHEMES:
+            t = truths[(scheme, b)]
+            ratio = statistics.median(t[f]["median_ms"] / first[f]["median_ms"] for f in t)
+            started = time.strftime("%H:%M", time.localtime(next(iter(t.values()))["started"]))
+            print(f"  block {b} {scheme:<12} from {started}  median latency / block "
+                  f"{complete[0]} consecutive's: {ratio:.3f}")
+    pairs = list(itertools.combinations(complete, 2))
+    print(f"truth against itself, {len(pairs)} pairs of blocks (median of pairs, then each pair):")
+    for stat, key in STATISTICS.items():
+        for scheme in SCHEMES:
+            values = {b: {f: r[key] for f, r in truths[(scheme, b)].items() if r[key]}
+                      for b in complete}
+            for tolerance in (0.10, 0.05):
+                shares = [agreement(values[x], values[y], tolerance) for x, y in pairs]
+                print(f"  {stat:<8}{scheme:<13}±{100 * tolerance:>2.0f}%  "
+                      f"{100 * statistics.median(shares):5.1f}%   "
+                      + " ".join(f"{100 * s:.0f}" for s in shares))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", type=Path, required=True)
+    parser.add_argument("--backend", default="onnxruntime-cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--blocks", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/truth.jsonl"))
+    parser.add_argument("--summarise-only", action="store_true")
+    args = parser.parse_args()
+
+    if not args.summarise_only:
+        from edgemeter.backends import Protocol, measure_models
+        from edgemeter.dataset import read_index
+
+        entries = read_index(args.dataset)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("a") as out:
+            for block in range(args.blocks):
+                for scheme in SCHEMES:
+                    protocol = Protocol(rounds=args.rounds, max_rounds=args.rounds, anchor=True,
+                                        interleave=scheme == "interleaved")
+                    start, files = time.time(), iter(e["file"] for e in entries)
+
+                    def record(m, reused) -> None:
+                        out.write(json.dumps({
+                            "block": block, "scheme": scheme, "file": next(files),
+                            "started": start, "median_ms": m.median_ms, "min_ms": m.min_ms,
+                            "round_medians_ms": m.round_medians_ms, "anchor_ms": m.anchor_ms,
+                            "others_cores": m.others_cores, "error": m.error}) + "\n")
+                        out.flush()
+
+                    measure_models([args.dataset / e["file"] for e in entries], args.backend,
+                                   {"threads": args.threads}, protocol, on_result=record)
+                    print(f"block {block} {scheme}: {time.time() - start:.0f} s", flush=True)
+    summarise([json.loads(line) for line in args.out.read_text().splitlines()])
+
+
+if __name__ == "__main__":
+    main()
