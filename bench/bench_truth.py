@@ -51,6 +51,7 @@ def summarise(records: list[dict]) -> None:
             started = time.strftime("%H:%M", time.localtime(next(iter(t.values()))["started"]))
             print(f"  block {b} {scheme:<12} from {started}  median latency / block "
                   f"{complete[0]} consecutive's: {ratio:.3f}")
+    sensitivity(records, [(scheme, b) for b in complete for scheme in SCHEMES])
     pairs = list(itertools.combinations(complete, 2))
     print(f"truth against itself, {len(pairs)} pairs of blocks (median of pairs, then each pair):")
     for stat, key in STATISTICS.items():
@@ -62,6 +63,31 @@ def summarise(records: list[dict]) -> None:
                 print(f"  {stat:<8}{scheme:<13}±{100 * tolerance:>2.0f}%  "
                       f"{100 * statistics.median(shares):5.1f}%   "
                       + " ".join(f"{100 * s:.0f}" for s in shares))
+
+
+def sensitivity(records: list[dict], sets: list[tuple[str, int]]) -> None:
+    """How much each family moves when the host slows: per model, the slope of its log latency
+    on the set's median log latency (1: moves with the set; 2: twice as much)."""
+    import numpy as np
+
+    by_set: dict[tuple[str, int], dict[str, float]] = {key: {} for key in sets}
+    for r in records:
+        if (r["scheme"], r["block"]) in by_set and r["median_ms"]:
+            by_set[(r["scheme"], r["block"])][r["file"]] = r["median_ms"]
+    files = sorted(set.intersection(*(set(v) for v in by_set.values())))
+    logs = np.log([[by_set[key][f] for key in sets] for f in files])
+    logs -= np.median(logs, axis=1, keepdims=True)
+    shift = np.median(logs, axis=0)
+    if np.ptp(shift) == 0:
+        return
+    slopes = {}
+    for f, row in zip(files, logs):
+        slopes.setdefault(Path(f).name.split("-")[0], []).append(np.polyfit(shift, row, 1)[0])
+    print(f"the set's median latency moved {100 * np.ptp(shift):.1f} % across the "
+          f"{len(sets)} measurements; each family's move relative to it (median slope):")
+    print("  " + ", ".join(f"{family} {statistics.median(s):.2f}"
+                           for family, s in sorted(slopes.items(),
+                                                   key=lambda kv: statistics.median(kv[1]))))
 
 
 def main() -> None:
