@@ -5,6 +5,11 @@ predictor's backend, evaluate, print the shares within ±5% and ±10% of the mea
         [--seed 5000] [--families a,b] [--rounds 3] [--out bench/results/accuracy]
         [--truth-twice]
 
+Each measurement interleaves the models' rounds (``dataset measure``'s default). Besides the
+shares and RMSPE, each line gives the figures blind to a factor shared by every model (the
+machine running everything slower today): the median predicted / measured ratio, the share
+within ±10% once divided by it, and Kendall's rank correlation.
+
 Without ``--predictor``, every shipped predictor is evaluated. The dataset folder is reused
 between runs (generation and measurement resume), so a second run only re-predicts. Builds
 train on zoo variants of seeds 1000 and 1001 (build.yaml's ``zoo_seed``) drawn by another
@@ -62,6 +67,8 @@ def main() -> None:
                      f"RMSPE {o['rmspe']:.1f}%"
                      + (f" at build speed (anchor); as measured ±10% {raw['within_10']:.1f}%, "
                         f"RMSPE {raw['rmspe']:.1f}%" if result.anchored else "")
+                     + f"; relative: scale {result.relative['scale']:.3f}, ±10% "
+                     f"{result.relative['within_10']:.1f}%, tau {result.relative['kendall_tau']:.3f}"
                      + f"  ({result.files['report']})")
         print(lines[-1])
         for family, f in result.families.items():
@@ -96,7 +103,8 @@ def truth_again(folder: Path, predictor, first, threads: int, options: dict,
     o = second.overall
     return (f"{'':28} measured again: the two truths agree ±5% {itself['within_5']:.1f}%, "
             f"±10% {itself['within_10']:.1f}%; the predictor against the second: "
-            f"±5% {o['within_5']:.1f}%, ±10% {o['within_10']:.1f}%, RMSPE {o['rmspe']:.1f}%")
+            f"±5% {o['within_5']:.1f}%, ±10% {o['within_10']:.1f}%, RMSPE {o['rmspe']:.1f}%"
+            f" (relative: ±10% {second.relative['within_10']:.1f}%)")
 
 
 if __name__ == "__main__":

@@ -82,13 +82,21 @@ def test_evaluate_writes_report(dataset, package, tmp_path, capsys):
         assert row["measured_ms"] > 0 and row["predicted_ms"] > 0
     report = (tmp_path / "report" / "report.md").read_text()
     assert "within ±10%" in report and "squeezenet" in report
+    # Two models: one pair to rank, one shared factor (the median of the two ratios).
+    ratios = [r["predicted_ms"] / r["truth_ms"] for r in result.rows]
+    assert result.relative["scale"] == pytest.approx(sum(ratios) / 2)
+    assert result.relative["kendall_tau"] in (-1.0, 1.0)
+    assert "Kendall's tau" in report
+    assert json.loads((tmp_path / "report" / "summary.json").read_text())["relative"] == \
+        result.relative
     png = (tmp_path / "report" / "scatter.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((tmp_path / "report" / "results.csv").read_text().splitlines()) == 3
     # The CLI over the same data.
     main(["evaluate", "--predictor", str(package), "--dataset", str(dataset),
           "--out", str(tmp_path / "cli-report")])
-    assert "within ±10%" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "within ±10%" in out and "relative to each other" in out
     assert (tmp_path / "cli-report" / "scatter.png").is_file()
 
 

@@ -197,6 +197,22 @@ def test_metrics_on_hand_computed_example():
         metrics.rmse([1, 2, 3], [1, 2])
 
 
+def test_relative_figures_ignore_a_factor_shared_by_every_model():
+    truth = [1.0, 2.0, 4.0, 10.0]
+    # Every prediction 20% high, one of them 6% further: shared factor 1.2, ranks intact.
+    pred = [1.2, 2.4, 4.8 * 1.06, 12.0]
+    figures = metrics.relative_accuracy(truth, pred)
+    assert metrics.within(truth, pred, 10) == 0.0
+    assert figures["scale"] == pytest.approx(1.2 * 1.0)
+    assert figures["within_5"] == 75.0 and figures["within_10"] == 100.0
+    assert figures["kendall_tau"] == 1.0
+    # Two of six pairs swapped: (4 - 2) / 6.
+    assert metrics.kendall_tau([1, 2, 3, 4], [2, 1, 3, 3.5]) == pytest.approx(4 / 6)
+    assert metrics.kendall_tau([1, 2, 3, 4], [2, 1, 4, 3]) == pytest.approx(2 / 6)
+    with pytest.raises(ValueError, match="at least two"):
+        metrics.kendall_tau([1.0], [1.0])
+
+
 def test_train_kernel_regressor_splits_and_scores():
     X, y = conv_like(250, seed=3)
     rows = [dict(zip(FEATURES, x), latency_ms=t, config_id=i) for i, (x, t) in enumerate(zip(X, y))]

@@ -38,6 +38,7 @@ class Evaluation:
     anchored: bool = False                      # truth put at the predictor's machine speed
     statistic: str = "median"                   # the measured latency compared: median or min
     overall_as_measured: dict[str, float] = field(default_factory=dict)  # raw medians
+    relative: dict[str, float] = field(default_factory=dict)  # metrics.relative_accuracy
     warnings: dict[str, int] = field(default_factory=dict)  # distinct warning -> models
     files: dict[str, str] = field(default_factory=dict)     # what was written, by kind
 
@@ -79,7 +80,7 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
     """Predict every measured model of the dataset and compare; with ``out``, write the
     report there. ``predictor`` is a :class:`~edgemeter.predictor.model.Predictor`, or a name
     or package path for :func:`~edgemeter.predictor.model.load_predictor`."""
-    from edgemeter.predictor.metrics import accuracy
+    from edgemeter.predictor.metrics import accuracy, relative_accuracy
     from edgemeter.predictor.model import Predictor, load_predictor
 
     if not isinstance(predictor, Predictor):
@@ -116,6 +117,8 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
     result = Evaluation(predictor.label, backend, str(folder), config, rows, figures(rows),
                         {f: figures([r for r in rows if r["family"] == f]) for f in families},
                         anchored, statistic, figures(rows, "measured_ms"),
+                        relative_accuracy([r["truth_ms"] for r in rows],
+                                          [r["predicted_ms"] for r in rows]),
                         dict(warnings.most_common()))
     if out is not None:
         write_report(result, Path(out))
@@ -160,7 +163,8 @@ def markdown(result: Evaluation) -> str:
            f"RMSPE {result.overall_as_measured['rmspe']:.1f}%)" if result.anchored else ""),
         f"- machine: {platform.machine()} {platform.system()}, evaluated "
         f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}",
-        f"- mean FLOPs coverage by trained regressors: {100 * coverage:.1f}%", "",
+        f"- mean FLOPs coverage by trained regressors: {100 * coverage:.1f}%",
+        f"- {relative_line(result.relative)}", "",
         "## Accuracy", "", *head, line("**all**", result.overall),
         *(line(f, figures) for f, figures in result.families.items()), "",
         "![measured vs predicted](scatter.png)", "",
@@ -173,3 +177,11 @@ def markdown(result: Evaluation) -> str:
         text += ["## Warnings", "", *(f"- {n} models: {w}" for w, n in result.warnings.items()),
                  ""]
     return "\n".join(text)
+
+
+def relative_line(relative: dict[str, float]) -> str:
+    """The figures blind to a factor shared by every model, in one sentence."""
+    return (f"relative to each other: predictions are {relative['scale']:.3f}x the truth in "
+            f"median; divided by that, {relative['within_5']:.1f}% within ±5%, "
+            f"{relative['within_10']:.1f}% within ±10%; rank correlation (Kendall's tau) "
+            f"{relative['kendall_tau']:.3f}")

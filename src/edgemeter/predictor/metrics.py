@@ -53,3 +53,25 @@ def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
         "within_5": within(y_true, y_pred, 5),
         "within_10": within(y_true, y_pred, 10),
     }
+
+
+def kendall_tau(y_true: ArrayLike, y_pred: ArrayLike) -> float:
+    """Kendall's rank correlation (tau-a) over every pair of models: 1 when the predictions
+    order the models exactly as the truth does. Quadratic in the number of models."""
+    true, pred = _pair(y_true, y_pred)
+    n = true.size
+    if n < 2:
+        raise ValueError("a rank correlation needs at least two values")
+    agree = np.sign(true[:, None] - true[None, :]) * np.sign(pred[:, None] - pred[None, :])
+    return float(agree[np.triu_indices(n, 1)].mean())
+
+
+def relative_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
+    """Figures blind to one factor shared by every model (a machine that runs all of them
+    slower today): ``scale``, the median of predicted / true; ``within_5`` and ``within_10``
+    once the predictions are divided by it; ``kendall_tau``. A NAS search compares candidates
+    with each other, so these are what it relies on."""
+    true, pred = _pair(y_true, y_pred)
+    scale = float(np.median(pred / true))
+    return {"scale": scale, "within_5": within(true, pred / scale, 5),
+            "within_10": within(true, pred / scale, 10), "kendall_tau": kendall_tau(true, pred)}
