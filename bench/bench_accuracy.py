@@ -61,15 +61,14 @@ def main() -> None:
                 options=options, progress=True)
         result = evaluate(predictor, folder, backend=predictor.backend, threads=threads,
                           out=args.out / f"report-{predictor.name}-{predictor.version}")
-        o, raw = result.overall, result.overall_as_measured
+        o, raw, rel = result.overall, result.overall_as_measured, result.relative
         lines.append(f"{predictor.label:28} {predictor.backend} {threads}t: n={o['n']}, "
                      f"±5% {o['within_5']:.1f}%, ±10% {o['within_10']:.1f}%, "
                      f"RMSPE {o['rmspe']:.1f}%"
                      + (f" at build speed (anchor); as measured ±10% {raw['within_10']:.1f}%, "
                         f"RMSPE {raw['rmspe']:.1f}%" if result.anchored else "")
-                     + f"; relative: scale {result.relative['scale']:.3f}, ±10% "
-                     f"{result.relative['within_10']:.1f}%, tau {result.relative['kendall_tau']:.3f}"
-                     + f"  ({result.files['report']})")
+                     + f"; relative: scale {rel['scale']:.3f}, ±10% {rel['within_10']:.1f}%, "
+                     f"tau {rel['kendall_tau']:.3f}  ({result.files['report']})")
         print(lines[-1])
         for family, f in result.families.items():
             print(f"    {family:14} n={f['n']:3}  ±5% {f['within_5']:5.1f}%  "

@@ -167,9 +167,11 @@ def test_a_runtime_that_fails_to_import_in_the_child_names_the_extra(model, tmp_
 
 def test_a_rejected_model_fails_and_the_run_goes_on(model, tmp_path):
     rejected = rejected_onnx(tmp_path / "rejected.onnx")
+    completed = []
     results = measure_models([rejected, tmp_path / "missing.onnx", model], "onnxruntime-cpu",
-                             {}, FAST)
+                             {}, FAST, on_round=lambda: completed.append(1))
     assert [m.ok for m in results] == [False, False, True]
+    assert len(completed) == 2  # the good model's rounds; the rejected one's failed round ends it
     assert "onnxruntime rejects rejected.onnx" in results[0].error
     assert results[1].error == "cannot read model: No such file or directory"
 

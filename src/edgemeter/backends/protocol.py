@@ -289,8 +289,9 @@ class Rounds:
         last = time.monotonic() - round_start
         self.spent_s += last
         n = len(self.rounds)
+        over_budget = self.spent_s + last > protocol.time_budget_s
         self.done = n >= protocol.max_rounds or (
-            n >= protocol.rounds and (result.stable or self.spent_s + last > protocol.time_budget_s))
+            n >= protocol.rounds and (result.stable or over_budget))
 
     def finish(self) -> Measurement:
         if self.profile and self.result.ok:
@@ -317,7 +318,8 @@ def measure_models(models: Iterable[str | Path], backend_name: str,
     r of every model before round r + 1 of any). With a :class:`~edgemeter.store.Store`, each
     measurement is saved the moment it completes and models already measured with the same
     settings are taken from it (``on_result(measurement, reused=True)``) instead of re-run.
-    ``on_result`` is called in the order of ``models``; ``on_round`` after every round run."""
+    ``on_result`` is called in the order of ``models``; ``on_round`` after every round that
+    completed (a failed one ends its model instead)."""
     from edgemeter.backends import get_backend
 
     protocol = protocol or Protocol()
@@ -340,7 +342,7 @@ def measure_models(models: Iterable[str | Path], backend_name: str,
     def advance(i: int, run: Rounds) -> None:
         if not run.done:  # a model that failed before its first round runs none
             run.next_round()
-            if on_round:
+            if on_round and run.result.ok:
                 on_round()
         if run.done:
             finished(i, run.finish())
