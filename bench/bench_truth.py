@@ -27,9 +27,13 @@ SCHEMES = ("consecutive", "interleaved")
 STATISTICS = {"median": "median_ms", "fastest": "min_ms"}
 
 
-def agreement(a: dict[str, float], b: dict[str, float], tolerance: float) -> float:
-    common = a.keys() & b.keys()
-    return sum(abs(a[f] / b[f] - 1) <= tolerance for f in common) / len(common)
+def agreement(a: dict[str, float], b: dict[str, float], tolerance_pct: float) -> float:
+    """Share (%) of the models of both measurements whose ``a`` is within the tolerance of
+    their ``b``."""
+    from edgemeter.predictor.metrics import within
+
+    common = sorted(a.keys() & b.keys())
+    return within([b[f] for f in common], [a[f] for f in common], tolerance_pct)
 
 
 def summarise(records: list[dict]) -> None:
@@ -58,11 +62,11 @@ def summarise(records: list[dict]) -> None:
         for scheme in SCHEMES:
             values = {b: {f: r[key] for f, r in truths[(scheme, b)].items() if r[key]}
                       for b in complete}
-            for tolerance in (0.10, 0.05):
+            for tolerance in (10, 5):
                 shares = [agreement(values[x], values[y], tolerance) for x, y in pairs]
-                print(f"  {stat:<8}{scheme:<13}±{100 * tolerance:>2.0f}%  "
-                      f"{100 * statistics.median(shares):5.1f}%   "
-                      + " ".join(f"{100 * s:.0f}" for s in shares))
+                print(f"  {stat:<8}{scheme:<13}±{tolerance:>2}%  "
+                      f"{statistics.median(shares):5.1f}%   "
+                      + " ".join(f"{s:.0f}" for s in shares))
 
 
 def sensitivity(records: list[dict], sets: list[tuple[str, int]]) -> None:
