@@ -84,8 +84,7 @@ def measurement_json(m: Any) -> dict[str, Any]:
 
     times = measured_kernel_times(m)
     return {"model": m.model, "backend": m.backend, "config": m.config,
-            "median_ms": m.median_ms, "min_ms": m.min_ms, "spread": m.spread,
-            "stable": m.stable,
+            "median_ms": m.median_ms, "min_ms": m.min_ms, "spread": m.spread, "stable": m.stable,
             "round_medians_ms": m.round_medians_ms, "samples": m.samples_ms, "env": m.env,
             "anchor_ms": m.anchor_ms, "others_cores": m.others_cores,
             "kernels": times.kernels if times else [],

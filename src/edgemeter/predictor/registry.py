@@ -163,7 +163,10 @@ def unregister(name: str, version: str | None = None) -> list[PredictorInfo]:
         raise ConfigError(f"predictor {predictors[0].label} is shipped with edgemeter and "
                           "cannot be unregistered")
     for info in removed:
-        shutil.rmtree(info.path) if info.path.is_dir() else info.path.unlink()
+        if info.path.is_dir():
+            shutil.rmtree(info.path)
+        else:  # a zipped package
+            info.path.unlink()
     parent = user_dir() / name
     if parent.is_dir() and not any(parent.iterdir()):
         parent.rmdir()
