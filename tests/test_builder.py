@@ -184,31 +184,64 @@ def tiny_workspace(tmp_path):
     return tmp_path
 
 
-def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, monkeypatch):
-    from edgemeter.builder import collect
+@pytest.fixture
+def rounds_run(monkeypatch) -> list[str]:
+    """The model of every timing round the build runs (the real rounds still run)."""
+    from edgemeter.backends import protocol
+
+    models: list[str] = []
+    real = protocol.Rounds.next_round
+
+    def recording(self):
+        models.append(self.result.model)
+        return real(self)
+
+    monkeypatch.setattr(protocol.Rounds, "next_round", recording)
+    return models
+
+
+def stored_rounds(workspace: Path) -> int:
+    """Rounds the store holds: in finished measurements and kept for unfinished ones."""
+    from edgemeter.store import Store
+
+    with Store(workspace) as store:
+        kept = store.db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
+        return kept + sum(len(m.round_medians_ms) for m in store)
+
+
+def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, rounds_run,
+                                                               monkeypatch):
+    from edgemeter.backends import protocol
     from edgemeter.predictor import load_package
     from edgemeter.store import Store
 
-    real_measure, calls = collect.measure, []
+    # Two rounds per measurement, in passes: an interruption leaves measurements half done.
+    edit(tiny_workspace, "backend.yaml", rounds=2, max_rounds=2)
+    recording = protocol.Rounds.next_round
 
-    def interrupted(*args, **kwargs):
-        if len(calls) == 3:
+    def interrupted(self):
+        if len(rounds_run) == 5:
             raise KeyboardInterrupt
-        calls.append(args[0])
-        return real_measure(*args, **kwargs)
+        return recording(self)
 
-    monkeypatch.setattr(collect, "measure", interrupted)
+    monkeypatch.setattr(protocol.Rounds, "next_round", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None)
+    assert stored_rounds(tiny_workspace) == 5  # every completed round is kept
     with Store(tiny_workspace) as store:
-        assert len(store) == 3
-    monkeypatch.setattr(collect, "measure", real_measure)
+        assert store.db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0] > 0
+        finished = len(store)
+    monkeypatch.setattr(protocol.Rounds, "next_round", recording)
 
     report = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None)
-    assert report.reused == 3 and report.measured > 0
+    assert report.reused == finished and report.measured > 0
+    # No round ran twice: the rerun's rounds and the interrupted run's make up the store's.
+    assert stored_rounds(tiny_workspace) == len(rounds_run)
     with Store(tiny_workspace) as store:
         keys = [k for (k,) in store.db.execute("SELECT key FROM measurements")]
-    assert len(keys) == len(set(keys)) == 3 + report.measured
+        assert store.db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0] == 0
+        assert all(len(m.round_medians_ms) == 2 for m in store)
+    assert len(keys) == len(set(keys)) == finished + report.measured
 
     package = load_package(report.package)
     assert "conv" in package.regressors and set(package.accuracy) >= {"conv"}
@@ -227,8 +260,10 @@ def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, m
     assert package.missing_kernels and not set(package.missing_kernels) & set(package.regressors)
     assert report.models["n"] == 1 and report.groups["conv"]["n_test"] > 0
 
+    rounds_before = len(rounds_run)
     again = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None)
     assert again.measured == 0 and again.reused == report.reused + report.measured
+    assert len(rounds_run) == rounds_before
     assert "held-out zoo models: 1" in again.format()
 
     # Retrained from the store on another statistic: nothing measured, the same rows.
@@ -241,19 +276,19 @@ def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, m
 
 
 def test_unrunnable_kernel_is_skipped_and_listed(tiny_workspace, monkeypatch):
-    from edgemeter.builder import collect
+    from edgemeter.backends import protocol
 
-    real_measure = collect.measure
+    real = protocol.Rounds.next_round
 
-    def reject_kernels(path, *args, **kwargs):
-        m = real_measure(path, *args, **kwargs)
-        if "models/kernels" in str(path):
-            m.error = "onnxruntime rejects it"
-        return m
+    def reject_kernels(self):
+        if "models/kernels" in self.result.model:
+            self.fail("onnxruntime rejects it")
+            return None
+        return real(self)
 
     edit(tiny_workspace, "build.yaml", zoo_train_variants=1, zoo_eval_variants=0,
          statistic="min")
-    monkeypatch.setattr(collect, "measure", reject_kernels)
+    monkeypatch.setattr(protocol.Rounds, "next_round", reject_kernels)
     report = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None)
     assert any("kernels" in model for model in report.skipped)
     assert "onnxruntime rejects it" in report.format()
@@ -263,23 +298,22 @@ def test_unrunnable_kernel_is_skipped_and_listed(tiny_workspace, monkeypatch):
     assert load_package(report.package).extra["statistic"] == "min"
 
 
-def test_backend_failing_mid_build_stops_with_what_was_measured(tiny_workspace, monkeypatch):
-    from edgemeter.builder import collect
+def test_backend_failing_mid_build_stops_with_what_was_measured(tiny_workspace, rounds_run,
+                                                                monkeypatch):
+    from edgemeter.backends import protocol
     from edgemeter.store import Store
 
-    real_measure, calls = collect.measure, []
+    recording = protocol.Rounds.next_round
 
-    def dies_after_two(path, *args, **kwargs):
-        calls.append(path)
-        m = real_measure(path, *args, **kwargs) if len(calls) <= 2 else None
-        if m is None:  # the runtime is gone: every model fails, the canary too
-            from edgemeter.backends import Measurement
-            m = Measurement(model=str(path), backend="onnxruntime-cpu", config={},
-                            error="runtime crashed (SIGSEGV)")
-        return m
+    def dies_after_two(self):
+        if len(rounds_run) < 2:
+            return recording(self)
+        # The runtime is gone: every model fails, the canary too.
+        self.fail("runtime crashed (SIGSEGV)")
+        return None
 
     edit(tiny_workspace, "build.yaml", zoo_train_variants=3, init_samples=60, batch_size=4)
-    monkeypatch.setattr(collect, "measure", dies_after_two)
+    monkeypatch.setattr(protocol.Rounds, "next_round", dies_after_two)
     report = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None)
     assert report.stopped and "stopped working" in report.stopped
     assert report.package is None

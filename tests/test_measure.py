@@ -184,7 +184,7 @@ def round_order(monkeypatch) -> list[str]:
 
     def recording(self):
         order.append(Path(self.result.model).stem)
-        real(self)
+        return real(self)
 
     monkeypatch.setattr(protocol_module.Rounds, "next_round", recording)
     return order
@@ -218,6 +218,48 @@ def test_interleaved_measurements_are_stored_and_reused(tmp_path, round_order):
                                on_result=lambda m, was_reused: reused.append(was_reused))
     assert "".join(round_order) == "abab" and reused == [True, True]
     assert [m.median_ms for m in again] == [m.median_ms for m in first]
+
+
+def test_an_interrupted_interleaved_run_resumes_from_its_stored_rounds(tmp_path, round_order,
+                                                                      monkeypatch):
+    from edgemeter.store import Store
+
+    models = [tiny_onnx(tmp_path / f"{name}.onnx", seed=seed) for seed, name in enumerate("ab")]
+    protocol = replace(FAST, rounds=3, max_rounds=3, interleave=True)
+    recording = protocol_module.Rounds.next_round
+
+    def interrupted(self):
+        if len(round_order) == 3:  # a, b, a done; b's second round never starts
+            raise KeyboardInterrupt
+        return recording(self)
+
+    monkeypatch.setattr(protocol_module.Rounds, "next_round", interrupted)
+    with Store(tmp_path / "ws") as store:
+        with pytest.raises(KeyboardInterrupt):
+            measure_models(models, "onnxruntime-cpu", {}, protocol, store=store)
+        assert len(store) == 0
+        monkeypatch.setattr(protocol_module.Rounds, "next_round", recording)
+        results = measure_models(models, "onnxruntime-cpu", {}, protocol, store=store)
+        # a had two rounds kept and b one: the rerun runs only the rounds missing.
+        assert "".join(round_order) == "aba" + "abb"
+        assert [len(m.round_medians_ms) for m in results] == [3, 3] and len(store) == 2
+        assert store.rounds(results[0]) == []  # kept rounds go once the measurement is stored
+
+
+def test_until_stops_starting_models_and_models_are_read_lazily(tmp_path, round_order):
+    models = [tiny_onnx(tmp_path / f"{name}.onnx", seed=seed) for seed, name in enumerate("abc")]
+    taken = []
+
+    def lazily():
+        for model in models:
+            taken.append(model.stem)
+            yield model
+
+    results = measure_models(lazily(), "onnxruntime-cpu", {}, replace(FAST, interleave=True),
+                             until=lambda: len(taken) == 2)
+    # Started models finish their rounds; the third is never read, let alone measured.
+    assert taken == ["a", "b"] and "".join(round_order) == "abab"
+    assert [Path(m.model).stem for m in results] == ["a", "b"] and all(m.ok for m in results)
 
 
 def test_bad_protocol_settings_are_config_errors():

@@ -55,6 +55,32 @@ def test_measure_models_resumes_from_the_store(tmp_path):
         assert seen == [True, False] and all(m.ok for m in results) and len(store) == 2
 
 
+def test_rounds_of_an_unfinished_measurement_are_kept_until_it_is_stored(tmp_path):
+    model = tiny_onnx(tmp_path / "a.onnx")
+    m = fake(model)
+    with Store(tmp_path / "ws") as store:
+        store.add_round(m, {"samples_ms": [1.0], "elapsed_s": 0.1})
+        store.add_round(m, {"samples_ms": [2.0], "elapsed_s": 0.1})
+        assert store.find(model, "onnxruntime-cpu", {"threads": 1}) is None
+        assert [r["samples_ms"] for r in store.rounds(m)] == [[1.0], [2.0]]
+        assert store.rounds(fake(model, threads=2)) == []  # other settings: other rounds
+    with Store(tmp_path / "ws") as store:  # durable
+        assert len(store.rounds(m)) == 2
+        store.add(m)
+        assert store.rounds(m) == [] and len(store) == 1
+
+
+def test_failures_are_found_only_when_asked_for(tmp_path):
+    model = tiny_onnx(tmp_path / "a.onnx")
+    with Store(tmp_path / "ws") as store:
+        store.add(fake(model, error="rejected"))
+        assert store.find(model, "onnxruntime-cpu", {"threads": 1}) is None
+        assert store.find(model, "onnxruntime-cpu", {"threads": 1}, failed=True).error \
+            == "rejected"
+        store.add(fake(model))
+        assert store.find(model, "onnxruntime-cpu", {"threads": 1}, failed=True).ok
+
+
 WRITER = """
 import sys
 from pathlib import Path

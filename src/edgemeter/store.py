@@ -1,8 +1,10 @@
 """The results store: measurements appended durably to SQLite in a workspace folder.
 
-Each measurement is committed the moment it completes, so Ctrl-C or a crash loses at most the one
-in progress, and a rerun finds what is done by its key (model content + backend + settings) and
-skips it. WAL mode and a busy timeout let several processes write the same workspace.
+Each measurement is committed the moment it completes, and so is each round of one in progress
+(until the measurement it belongs to is stored), so Ctrl-C or a crash loses at most the round
+that was running; a rerun finds what is done by its key (model content + backend + settings)
+and skips it, and takes up an unfinished measurement from its rounds. WAL mode and a busy
+timeout let several processes write the same workspace.
 """
 from __future__ import annotations
 
@@ -29,6 +31,11 @@ CREATE TABLE IF NOT EXISTS measurements (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS measurements_key ON measurements (key);
+CREATE TABLE IF NOT EXISTS rounds (
+    key TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rounds_key ON rounds (key);
 """
 
 
@@ -38,6 +45,10 @@ def measurement_key(model_sha256: str, backend: str, settings: dict[str, Any],
     (more rounds refine a result, they do not make a different one)."""
     text = json.dumps([model_sha256, backend, settings, profiled], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _key(m: Measurement) -> str:
+    return measurement_key(m.model_sha256, m.backend, m.config, m.profiled)
 
 
 class Store:
@@ -68,23 +79,40 @@ class Store:
                 time.sleep(0.02)
 
     def add(self, m: Measurement) -> None:
-        key = measurement_key(m.model_sha256, m.backend, m.config, m.profiled)
-        self.db.execute(
-            "INSERT INTO measurements (key, model, backend, ok, median_ms, created, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key, m.model, m.backend, int(m.ok), m.median_ms, time.time(),
-             json.dumps(m.to_dict())))
+        """Store a finished measurement; the rounds kept for it while it ran are dropped in the
+        same transaction."""
+        key = _key(m)
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute(
+                "INSERT INTO measurements (key, model, backend, ok, median_ms, created, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key, m.model, m.backend, int(m.ok), m.median_ms, time.time(),
+                 json.dumps(m.to_dict())))
+            self.db.execute("DELETE FROM rounds WHERE key = ?", (key,))
+
+    def add_round(self, m: Measurement, out: dict[str, Any]) -> None:
+        """Keep one completed round (a worker's output) of the unfinished measurement ``m``."""
+        self.db.execute("INSERT INTO rounds (key, data) VALUES (?, ?)",
+                        (_key(m), json.dumps(out)))
+
+    def rounds(self, m: Measurement) -> list[dict[str, Any]]:
+        """The rounds kept for a measurement like ``m`` that an interruption left unfinished."""
+        return [json.loads(data) for (data,) in self.db.execute(
+            "SELECT data FROM rounds WHERE key = ? ORDER BY rowid", (_key(m),))]
 
     def find(self, model: str | Path, backend: str, settings: dict[str, Any],
-             profiled: bool = False) -> Measurement | None:
+             profiled: bool = False, failed: bool = False) -> Measurement | None:
         """The latest successful measurement of this model file's content with these settings.
-        Failures are kept for the record but never reused: a rerun tries them again."""
+        Failures are kept for the record; only with ``failed`` is one returned (when nothing
+        succeeded), otherwise a rerun tries them again."""
         try:
             key = measurement_key(file_sha256(Path(model)), backend, settings, profiled)
         except OSError:  # a missing model: measuring it records why
             return None
-        row = self.db.execute("SELECT data FROM measurements WHERE key = ? AND ok = 1 "
-                              "ORDER BY id DESC LIMIT 1", (key,)).fetchone()
+        row = self.db.execute("SELECT data FROM measurements WHERE key = ? AND ok >= ? "
+                              "ORDER BY ok DESC, id DESC LIMIT 1",
+                              (key, 0 if failed else 1)).fetchone()
         return Measurement.from_dict(json.loads(row[0])) if row else None
 
     def __iter__(self) -> Iterator[Measurement]:

@@ -266,14 +266,22 @@ class Rounds:
     def fail(self, reason: str) -> None:
         self.result.error, self.done = reason, True
 
-    def next_round(self) -> None:
-        result, protocol = self.result, self.protocol
+    def next_round(self) -> dict[str, Any] | None:
+        """Run one round; returns the worker's output (what :meth:`take` accepts again, with
+        the round's wall time as ``elapsed_s``), or None when the round failed the model."""
         round_start = time.monotonic()
         try:
-            out = self.backend.run_round(self.payload, protocol.timeout_s)
+            out = self.backend.run_round(self.payload, self.protocol.timeout_s)
         except RoundFailed as exc:
             self.fail(str(exc))
-            return
+            return None
+        out = {**out, "elapsed_s": time.monotonic() - round_start}
+        self.take(out)
+        return out
+
+    def take(self, out: dict[str, Any]) -> None:
+        """Add a completed round: one just run, or one an interrupted run left in the store."""
+        result, protocol = self.result, self.protocol
         self.rounds.append(out["samples_ms"])
         if out.get("others_cores") is not None:
             result.others_cores = max(result.others_cores or 0.0, out["others_cores"])
@@ -286,7 +294,7 @@ class Rounds:
         result.samples_ms = [s for r in self.rounds for s in r]
         result.__dict__.update(summarize(self.rounds))
         result.stable = is_stable(result.spread, protocol.target_cv)
-        last = time.monotonic() - round_start
+        last = out["elapsed_s"]
         self.spent_s += last
         n = len(self.rounds)
         over_budget = self.spent_s + last > protocol.time_budget_s
@@ -310,23 +318,29 @@ class Rounds:
 
 def measure_models(models: Iterable[str | Path], backend_name: str,
                    config: dict[str, Any] | None = None, protocol: Protocol | None = None, *,
-                   profile: bool = False, store: Any = None,
+                   profile: bool = False, store: Any = None, reuse_failures: bool = False,
+                   until: Callable[[], bool] | None = None,
                    on_result: Callable[[Measurement, bool], None] | None = None,
                    on_round: Callable[[], None] | None = None,
                    ) -> list[Measurement]:
     """Measure several models: each in turn, or with ``protocol.interleave`` in passes (round
-    r of every model before round r + 1 of any). With a :class:`~edgemeter.store.Store`, each
-    measurement is saved the moment it completes and models already measured with the same
-    settings are taken from it (``on_result(measurement, reused=True)``) instead of re-run.
-    ``on_result`` is called in the order of ``models``; ``on_round`` after every round that
-    completed (a failed one ends its model instead)."""
+    r of every model before round r + 1 of any). ``models`` is read lazily, one model as its
+    first round starts; once ``until()`` says True no further model starts (those started are
+    finished), and the list returned is that much shorter.
+
+    With a :class:`~edgemeter.store.Store`, each measurement is saved the moment it completes
+    and models already measured with the same settings are taken from it
+    (``on_result(measurement, reused=True)``) instead of re-run: successful ones, and failed
+    ones too with ``reuse_failures``. Every completed round is saved as well, so a model whose
+    measurement an interruption cut short resumes from its rounds. ``on_result`` is called in
+    the order of ``models``; ``on_round`` after every round that completed (a failed one ends
+    its model instead)."""
     from edgemeter.backends import get_backend
 
     protocol = protocol or Protocol()
     settings = get_backend(backend_name, **(config or {})).settings()
-    models = list(models)
-    results: list[Measurement | None] = [None] * len(models)
-    reused = [False] * len(models)
+    results: list[Measurement | None] = []
+    reused: list[bool] = []
     reported = 0
 
     def finished(i: int, m: Measurement) -> None:
@@ -334,33 +348,47 @@ def measure_models(models: Iterable[str | Path], backend_name: str,
         results[i] = m
         if store is not None and not reused[i]:
             store.add(m)
-        while reported < len(models) and results[reported] is not None:
+        while reported < len(results) and results[reported] is not None:
             if on_result:
                 on_result(results[reported], reused[reported])
             reported += 1
 
     def advance(i: int, run: Rounds) -> None:
         if not run.done:  # a model that failed before its first round runs none
-            run.next_round()
-            if on_round and run.result.ok:
-                on_round()
+            out = run.next_round()
+            if out is not None:
+                if store is not None:
+                    store.add_round(run.result, out)
+                if on_round:
+                    on_round()
         if run.done:
             finished(i, run.finish())
 
     waiting: dict[int, Rounds] = {}  # interleaved: the models with rounds still to run
-    for i, model in enumerate(models):
-        done = store.find(model, backend_name, settings, profile) if store is not None else None
+    pending = iter(models)
+    # until() is asked before the next model is taken: the caller may export it lazily.
+    while not (until is not None and until()):
+        model = next(pending, None)
+        if model is None:
+            break
+        i = len(results)
+        results.append(None)
+        reused.append(False)
+        done = (store.find(model, backend_name, settings, profile, failed=reuse_failures)
+                if store is not None else None)
         if done is not None:
             reused[i] = True
             finished(i, done)
             continue
         run = Rounds(model, backend_name, config, protocol, profile=profile)
-        if protocol.interleave:
-            waiting[i] = run
-            continue
-        advance(i, run)
-        while not run.done:
+        if store is not None and run.result.ok:
+            for out in store.rounds(run.result):
+                run.take(out)
+        advance(i, run)  # interleaved: this is the first pass
+        while not (run.done or protocol.interleave):
             advance(i, run)
+        if not run.done:
+            waiting[i] = run
     while waiting:
         for i, run in list(waiting.items()):
             advance(i, run)

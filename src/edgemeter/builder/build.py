@@ -2,10 +2,12 @@
 package → held-out evaluation, within a wall-time budget, resumable at any point.
 
 The phases share the budget: training zoo models may use up to 45% of it, sampled kernels and
-their adaptive iterations run until 85%, held-out models are measured with what is left. Every
-measurement goes through the workspace store (:class:`~edgemeter.builder.collect.Collector`),
-so an interrupted build rerun re-measures nothing; sampling is seeded and the regressors are
-deterministic, so the rerun asks for the same models again and finds them.
+their adaptive iterations run until 85%, held-out models are measured with what is left; each
+phase measures its models in passes when the protocol interleaves (:func:`_measure_phase`).
+Every measurement, and every round of one unfinished, goes through the workspace store
+(:class:`~edgemeter.builder.collect.Collector`), so an interrupted build rerun re-measures
+nothing; sampling is seeded and the regressors are deterministic, so the rerun asks for the
+same models again and finds them.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import zip_longest
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +123,7 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
         rows: list[dict[str, Any]] = []
 
         def bar(total: int, desc: str) -> Any:
-            return tqdm(total=total, desc=desc, unit="model", disable=not progress,
+            return tqdm(total=total, desc=desc, unit="round", disable=not progress,
                         dynamic_ncols=True, leave=False)
 
         try:
@@ -141,12 +143,11 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
                 # 1. zoo models: whole medians (model term) and, with per-node times, kernel rows
                 variants = collect.zoo_variants(families, cfg["zoo_train_variants"],
                                                 cfg["zoo_seed"])
-                with bar(len(variants), "zoo models") as pbar:
-                    for _, path, m in _measure_variants(collector, variants, zoo_dir,
-                                                           per_node, clock, ZOO_SHARE, pbar):
-                        record, zoo_rows = zoo_data(ws, path, m, rules, per_node)
-                        records.append(record)
-                        rows += zoo_rows
+                for path, m in _measure_variants(collector, variants, zoo_dir, per_node, clock,
+                                                 ZOO_SHARE, bar, "zoo models"):
+                    record, zoo_rows = zoo_data(ws, path, m, rules, per_node)
+                    records.append(record)
+                    rows += zoo_rows
 
                 # 2. sampled kernels, adaptive iterations
                 rows += sample_kernels(ws, collector, rules, per_node, clock, bar, rows, report,
@@ -349,19 +350,16 @@ def measure_configs(ws: Workspace, collector: collect.Collector, rules: Any, per
         configs = [c for c in configs if len(detect(load_graph(emit(c)), rules)) == 1]
     size = ws.build["batch_size"] if per_node else 1
     chunks = [list(configs[i:i + size]) for i in range(0, len(configs), size)]
-    rows: list[dict[str, Any]] = []
-    with bar(len(chunks), desc) as pbar:
-        for chunk in chunks:
-            if clock.used() > KERNEL_SHARE:
-                break
-            digest = hashlib.sha256(json.dumps(chunk, sort_keys=True).encode()).hexdigest()[:16]
-            model = emit_batch(chunk) if per_node else emit(chunk[0])
-            path = collect.save_model(model, folder / f"{chunk[0]['type']}-{digest}.onnx")
-            m = collector.measure(path, profile=per_node)
-            pbar.update()
-            if m.ok:
-                rows += sampled_rows(ws, path, m, rules, per_node)
-    return rows
+
+    def save(chunk: list[dict[str, Any]]) -> Path:
+        digest = hashlib.sha256(json.dumps(chunk, sort_keys=True).encode()).hexdigest()[:16]
+        model = emit_batch(chunk) if per_node else emit(chunk[0])
+        return collect.save_model(model, folder / f"{chunk[0]['type']}-{digest}.onnx")
+
+    measured = _measure_phase(collector, map(save, chunks), len(chunks), per_node, clock,
+                              KERNEL_SHARE, bar, desc)
+    return [row for path, m in measured if m.ok
+            for row in sampled_rows(ws, path, m, rules, per_node)]
 
 
 def held_out_sums(package: PredictorPackage, records: list[collect.ModelRecord],
@@ -431,17 +429,30 @@ def make_package(ws: Workspace, rules_path: Path, regressors: dict[str, Any],
 
 
 def _measure_variants(collector: collect.Collector, variants: list, folder: Path, profile: bool,
-                      clock: _Clock, share: float, pbar: Any) -> Iterator[tuple[str, Path, Any]]:
-    """Export and measure zoo variants while the budget's ``share`` lasts; yield those that ran
-    as ``(name, path, measurement)``."""
-    for name, family, variant in variants:
-        if clock.used() > share:
-            break
-        path = collect.export_variant(folder, name, family, variant)
-        m = collector.measure(path, profile=profile)
-        pbar.update()
-        if m.ok:
-            yield name, path, m
+                      clock: _Clock, share: float, bar: Callable[..., Any], desc: str
+                      ) -> list[tuple[Path, Any]]:
+    """Export and measure zoo variants while the budget's ``share`` lasts; ``(path,
+    measurement)`` of those that ran."""
+    paths = (collect.export_variant(folder, name, family, variant)
+             for name, family, variant in variants)
+    return [(path, m) for path, m in _measure_phase(collector, paths, len(variants), profile,
+                                                      clock, share, bar, desc) if m.ok]
+
+
+def _measure_phase(collector: collect.Collector, paths: Iterable[Path], count: int,
+                   profile: bool, clock: _Clock, share: float, bar: Callable[..., Any],
+                   desc: str) -> list[tuple[Path, Any]]:
+    """Measure ``count`` models (exported lazily by ``paths``) as one phase that starts no model
+    once the budget's ``share`` is used. Interleaved (the protocol's default), a phase's first
+    pass starts its models and the later passes repeat them: the first pass may use only the
+    part of what is left that one of a model's runs (``rounds`` plus the profiled one) takes."""
+    protocol = collector.protocol
+    runs = protocol.rounds + int(profile)
+    start = clock.used()
+    end = start + max(share - start, 0.0) / runs if protocol.interleave else share
+    with bar(count * protocol.rounds, desc) as pbar:  # timing rounds; more if unsteady
+        return collector.measure_all(paths, profile, until=lambda: clock.used() > end,
+                                     on_round=pbar.update)
 
 
 def evaluate(ws: Workspace, collector: collect.Collector, predictor: Predictor,
@@ -453,18 +464,16 @@ def evaluate(ws: Workspace, collector: collect.Collector, predictor: Predictor,
     variants = collect.zoo_variants(families, cfg["zoo_eval_variants"], cfg["zoo_seed"] + 1)
     folder = ws.subdir("models/zoo-eval")
     true, pred = [], []
-    with bar(len(variants), "held-out models") as pbar:
-        for name, path, m in _measure_variants(collector, variants, folder, False, clock, 1.0,
-                                               pbar):
-            predicted = predictor.predict(path).latency_ms
-            # Compared at the predictor's machine speed: the build may have drifted meanwhile.
-            latency = m.latency_ms(cfg["statistic"])
-            measured = at_speed(latency, m.anchor_ms, predictor.anchor_ms)
-            true.append(measured)
-            pred.append(predicted)
-            report.model_errors.append({"model": name, "measured_ms": latency,
-                                        "at_build_speed_ms": measured,
-                                        "predicted_ms": predicted,
-                                        "error_pct": 100 * (predicted / measured - 1)})
+    for path, m in _measure_variants(collector, variants, folder, False, clock, 1.0, bar,
+                                     "held-out models"):
+        predicted = predictor.predict(path).latency_ms
+        # Compared at the predictor's machine speed: the build may have drifted meanwhile.
+        latency = m.latency_ms(cfg["statistic"])
+        measured = at_speed(latency, m.anchor_ms, predictor.anchor_ms)
+        true.append(measured)
+        pred.append(predicted)
+        report.model_errors.append({"model": path.stem, "measured_ms": latency,
+                                    "at_build_speed_ms": measured, "predicted_ms": predicted,
+                                    "error_pct": 100 * (predicted / measured - 1)})
     if true:
         report.models = accuracy(true, pred)

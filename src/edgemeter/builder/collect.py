@@ -12,23 +12,21 @@ Two sources of kernel rows:
 
 Every measurement goes through :class:`Collector`, which asks the store first: a rerun after an
 interruption re-measures nothing that completed (failures included: a model the backend rejected
-is not retried, it is listed).
+is not retried, it is listed) and takes up an unfinished measurement from its stored rounds.
 """
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from edgemeter.backends import Measurement, Protocol, get_backend, measure
+from edgemeter.backends import Measurement, Protocol, get_backend, measure, measure_models
 from edgemeter.errors import EdgemeterError
 from edgemeter.kernels.groups import regressor_group
-from edgemeter.store import Store, measurement_key
+from edgemeter.store import Store
 
 Row = dict[str, Any]
 
@@ -51,38 +49,54 @@ class Collector:
 
     def __post_init__(self) -> None:
         self.settings = get_backend(self.backend, **self.config).settings()
-        self._session_start = time.time()
 
     def measure(self, path: Path, profile: bool) -> Measurement:
         """The stored measurement of ``path`` if there is one (a failed one too), else a fresh
         measurement, stored before it is returned."""
-        from edgemeter.backends.protocol import file_sha256
+        [(_, m)] = self.measure_all([path], profile)
+        return m
 
-        key = measurement_key(file_sha256(path), self.backend, self.settings, profile)
-        row = self.store.db.execute("SELECT data, created FROM measurements WHERE key = ? "
-                                    "ORDER BY ok DESC, id DESC LIMIT 1", (key,)).fetchone()
-        if row:
-            m = Measurement.from_dict(json.loads(row[0]))
-            # Reused: measured by an earlier (interrupted) run, not looked up again in this one.
-            self.reused += int(row[1] < self._session_start)
-        else:
-            m = measure(path, self.backend, self.config, self.protocol, profile=profile)
-            self.store.add(m)
-            self.measured += 1
+    def measure_all(self, paths: Iterable[Path], profile: bool,
+                    until: Callable[[], bool] | None = None,
+                    on_round: Callable[[], None] | None = None
+                    ) -> list[tuple[Path, Measurement]]:
+        """``(path, measurement)`` of ``paths`` as :meth:`measure` gives them, in passes when
+        the protocol interleaves; ``paths`` is read lazily and no further model starts once
+        ``until()`` says True (see :func:`~edgemeter.backends.measure_models`)."""
+        started: list[Path] = []
+        reported = iter(started)  # results come back in the order the models started
+
+        def start() -> Iterator[Path]:
+            for path in paths:
+                started.append(path)
+                yield path
+
+        def account(m: Measurement, reused: bool) -> None:
+            if reused:
+                self.reused += 1
+            else:
+                self.measured += 1
+            self._check(next(reported), m)
+
+        results = measure_models(start(), self.backend, self.config, self.protocol,
+                                 profile=profile, store=self.store, reuse_failures=True,
+                                 until=until, on_result=account, on_round=on_round)
+        return list(zip(started, results))
+
+    def _check(self, path: Path, m: Measurement) -> None:
         if m.ok:
             self._consecutive_failures = 0
-        else:
-            self.failures[str(path)] = m.error or "failed"
-            self._consecutive_failures += 1
-            # One kind of kernel can be beyond the backend; when the canary fails too, the
-            # backend itself broke (device gone, runtime crashing on everything).
-            if self._consecutive_failures >= 5 and self.canary is not None:
-                check = measure(self.canary, self.backend, self.config, self.protocol)
-                if not check.ok:
-                    raise BackendFailure(f"backend {self.backend} stopped working (a model it "
-                                         f"ran before now fails: {check.error})")
-                self._consecutive_failures = 0
-        return m
+            return
+        self.failures[str(path)] = m.error or "failed"
+        self._consecutive_failures += 1
+        # One kind of kernel can be beyond the backend; when the canary fails too, the backend
+        # itself broke (device gone, runtime crashing on everything).
+        if self._consecutive_failures >= 5 and self.canary is not None:
+            check = measure(self.canary, self.backend, self.config, self.protocol)
+            if not check.ok:
+                raise BackendFailure(f"backend {self.backend} stopped working (a model it "
+                                     f"ran before now fails: {check.error})")
+            self._consecutive_failures = 0
 
 
 def kernel_rows(path: Path, m: Measurement, rules: Any, source: str,

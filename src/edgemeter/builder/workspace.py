@@ -143,6 +143,9 @@ SCHEMA: dict[str, dict[str, Setting]] = {
         "profile_runs": Setting(10, "profiled runs for per-node times", _int(1)),
         "anchor": Setting(True, "time the speed anchor beside every measurement and learn "
                           "latencies at one machine speed (this machine's speed drifts)", _bool),
+        "interleave": Setting(True, "measure a phase's models in passes, a round of each per "
+                              "pass, so a slow spell of the machine moves one round of many "
+                              "models rather than every round of a few", _bool),
     },
     "fusion_test.yaml": {
         "enabled": Setting(True, "run the fusion-rule test before building (false: use the "
@@ -213,7 +216,7 @@ class Workspace:
         from edgemeter.backends import Protocol
 
         keys = ("warmup", "repeats", "rounds", "max_rounds", "target_cv", "timeout_s",
-                "profile_runs", "anchor")
+                "profile_runs", "anchor", "interleave")
         return Protocol(**{k: self.backend[k] for k in keys})
 
     def backend_config(self) -> dict[str, Any]:
