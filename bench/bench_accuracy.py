@@ -2,7 +2,7 @@
 predictor's backend, evaluate, print the shares within ±5% and ±10% of the measured median.
 
     .venv/bin/python bench/bench_accuracy.py [--predictor NAME|PATH ...] [--per-family 5]
-        [--seed 5000] [--families a,b] [--rounds 3] [--out bench/results/accuracy]
+        [--seed 5000] [--families a,b] [--rounds 9] [--out bench/results/accuracy]
         [--truth-twice]
 
 Each measurement interleaves the models' rounds (``dataset measure``'s default). Besides the
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--per-family", type=int, default=5)
     parser.add_argument("--seed", type=int, default=5000)
     parser.add_argument("--families", default=None, help="comma-separated (default: all)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--out", type=Path, default=Path("bench/results/accuracy"))
     parser.add_argument("--truth-twice", action="store_true",
                         help="measure the set again and report how well the truth repeats")

@@ -7,9 +7,12 @@ Interleaved (``Protocol.interleave``, the default of ``edgemeter dataset measure
 every model before round r + 1 of any, so each model's rounds are minutes apart. Then, for each
 scheme and statistic (median of round medians, fastest run), the share of models whose two
 measurements from different blocks agree within ±10 % (and ±5 %), over every pair of blocks.
-A predictor cannot agree with a truth more often than the truth agrees with itself.
+A predictor cannot agree with a truth more often than the truth agrees with itself. Last, the
+same agreement from the median of each model's first k rounds only, k = 1 .. ``--rounds``: how
+many rounds a repeatable truth needs.
 
     .venv/bin/python bench/bench_truth.py --dataset DS --blocks 4 --out bench/results/truth.jsonl
+    .venv/bin/python bench/bench_truth.py --dataset DS --blocks 2 --rounds 9 --schemes interleaved
 
 ``DS`` is a folder made by ``edgemeter dataset generate``; nothing is written into it. Every
 measurement is appended to ``--out`` as it completes (``--summarise-only`` reads it back).
@@ -38,35 +41,51 @@ def agreement(a: dict[str, float], b: dict[str, float], tolerance_pct: float) ->
 
 def summarise(records: list[dict]) -> None:
     blocks = sorted({r["block"] for r in records})
+    schemes = [s for s in SCHEMES if any(r["scheme"] == s for r in records)]
     truths = {}  # (scheme, block) -> file -> record
     for r in records:
         truths.setdefault((r["scheme"], r["block"]), {})[r["file"]] = r
     n_models = max(len(t) for t in truths.values())
     complete = [b for b in blocks
-                if all(len(truths.get((s, b), {})) == n_models for s in SCHEMES)]
+                if all(len(truths.get((s, b), {})) == n_models for s in schemes)]
     print(f"{len(complete)} complete blocks of {n_models} models")
     if len(complete) < 2:
         return
-    first = truths[("consecutive", complete[0])]
+    first = truths[(schemes[0], complete[0])]
     for b in complete:
-        for scheme in SCHEMES:
+        for scheme in schemes:
             t = truths[(scheme, b)]
             ratio = statistics.median(t[f]["median_ms"] / first[f]["median_ms"] for f in t)
             started = time.strftime("%H:%M", time.localtime(next(iter(t.values()))["started"]))
             print(f"  block {b} {scheme:<12} from {started}  median latency / block "
-                  f"{complete[0]} consecutive's: {ratio:.3f}")
-    sensitivity(records, [(scheme, b) for b in complete for scheme in SCHEMES])
+                  f"{complete[0]} {schemes[0]}'s: {ratio:.3f}")
+    sets = [(scheme, b) for b in complete for scheme in schemes]
+    if len(sets) >= 3:  # a slope through two points is no slope
+        sensitivity(records, sets)
     pairs = list(itertools.combinations(complete, 2))
+
+    def print_agreement(label: str, values: dict[int, dict[str, float]]) -> None:
+        for tolerance in (10, 5):
+            shares = [agreement(values[x], values[y], tolerance) for x, y in pairs]
+            print(f"  {label}±{tolerance:>2}%  {statistics.median(shares):5.1f}%   "
+                  + " ".join(f"{s:.0f}" for s in shares))
+
     print(f"truth against itself, {len(pairs)} pairs of blocks (median of pairs, then each pair):")
     for stat, key in STATISTICS.items():
-        for scheme in SCHEMES:
-            values = {b: {f: r[key] for f, r in truths[(scheme, b)].items() if r[key]}
-                      for b in complete}
-            for tolerance in (10, 5):
-                shares = [agreement(values[x], values[y], tolerance) for x, y in pairs]
-                print(f"  {stat:<8}{scheme:<13}±{tolerance:>2}%  "
-                      f"{statistics.median(shares):5.1f}%   "
-                      + " ".join(f"{s:.0f}" for s in shares))
+        for scheme in schemes:
+            print_agreement(f"{stat:<8}{scheme:<13}",
+                            {b: {f: r[key] for f, r in truths[(scheme, b)].items() if r[key]}
+                             for b in complete})
+    print("the median of each model's first k rounds only:")
+    for scheme in schemes:
+        rounds = min(len(r["round_medians_ms"]) for b in complete
+                     for r in truths[(scheme, b)].values() if r["round_medians_ms"])
+        for k in range(1, rounds + 1):
+            print_agreement(f"{scheme:<13}{k:>2} rounds  ",
+                            {b: {f: statistics.median(r["round_medians_ms"][:k])
+                                 for f, r in truths[(scheme, b)].items()
+                                 if r["round_medians_ms"]}
+                             for b in complete})
 
 
 def sensitivity(records: list[dict], sets: list[tuple[str, int]]) -> None:
@@ -101,6 +120,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--blocks", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--schemes", default=",".join(SCHEMES),
+                        help="comma-separated, of: " + ", ".join(SCHEMES))
     parser.add_argument("--out", type=Path, default=Path("bench/results/truth.jsonl"))
     parser.add_argument("--summarise-only", action="store_true")
     args = parser.parse_args()
@@ -113,7 +134,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with args.out.open("a") as out:
             for block in range(args.blocks):
-                for scheme in SCHEMES:
+                for scheme in args.schemes.split(","):
                     protocol = Protocol(rounds=args.rounds, max_rounds=args.rounds, anchor=True,
                                         interleave=scheme == "interleaved")
                     start, files = time.time(), iter(e["file"] for e in entries)
