@@ -81,6 +81,19 @@ def test_failures_are_found_only_when_asked_for(tmp_path):
         assert store.find(model, "onnxruntime-cpu", {"threads": 1}, failed=True).ok
 
 
+def test_a_measurement_with_fewer_rounds_than_asked_is_taken_again(tmp_path):
+    model = tiny_onnx(tmp_path / "a.onnx")
+    one, two = (Protocol(warmup=1, repeats=3, rounds=n, max_rounds=n) for n in (1, 2))
+    seen = []
+    with Store(tmp_path / "ws") as store:
+        for protocol in (one, two, two, one):
+            measure_models([model], "onnxruntime-cpu", {}, protocol, store=store,
+                           on_result=lambda m, reused: seen.append(
+                               (reused, len(m.round_medians_ms))))
+    # More rounds asked: measured again; as many or fewer: the stored one.
+    assert seen == [(False, 1), (False, 2), (True, 2), (True, 2)]
+
+
 WRITER = """
 import sys
 from pathlib import Path

@@ -329,9 +329,9 @@ def measure_models(models: Iterable[str | Path], backend_name: str,
     finished), and the list returned is that much shorter.
 
     With a :class:`~edgemeter.store.Store`, each measurement is saved the moment it completes
-    and models already measured with the same settings are taken from it
-    (``on_result(measurement, reused=True)``) instead of re-run: successful ones, and failed
-    ones too with ``reuse_failures``. Every completed round is saved as well, so a model whose
+    and models already measured with the same settings, and at least ``protocol.rounds``
+    rounds, are taken from it (``on_result(measurement, reused=True)``) instead of re-run:
+    successful ones, and failed ones too with ``reuse_failures``. Every completed round is saved as well, so a model whose
     measurement an interruption cut short resumes from its rounds. ``on_result`` is called in
     the order of ``models``; ``on_round`` after every round that completed (a failed one ends
     its model instead)."""
@@ -376,6 +376,8 @@ def measure_models(models: Iterable[str | Path], backend_name: str,
         reused.append(False)
         done = (store.find(model, backend_name, settings, profile, failed=reuse_failures)
                 if store is not None else None)
+        if done is not None and done.ok and len(done.round_medians_ms) < protocol.rounds:
+            done = None  # taken with fewer rounds than now asked for: measured again
         if done is not None:
             reused[i] = True
             finished(i, done)
