@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from edgemeter.builder import build, create_workspace, load_workspace, sampling
-from edgemeter.builder.kernel_models import can_emit, emit, emit_batch
+from edgemeter.builder.kernel_models import can_emit, emit, emit_batch, emit_error
 from edgemeter.errors import ConfigError
 from edgemeter.importers import load_graph
 from edgemeter.kernels import detect, load_rules
@@ -90,6 +90,19 @@ def test_shipped_priors_come_from_the_zoo():
     conv = priors["conv"]
     assert len(conv) > 100 and {r["KERNEL_SIZE"] for r in conv} >= {1, 3}
     assert all(can_emit(r["type"]) for rows in priors.values() for r in rows)
+    assert all(emit_error(r) is None for rows in priors.values() for r in rows)
+
+
+def test_kernels_no_model_can_have_are_not_prior_rows():
+    from edgemeter.kernels import Kernel
+
+    def concat(**features):
+        return Kernel(type="concat", nodes=["c"], features={"INPUTS": 3, **features})
+
+    rows = sampling.prior_rows([concat(), concat(HW=7, CIN1=8, CIN2=8, CIN3=16)])
+    assert rows == {"concat": [{"type": "concat", "HW": 7, "INPUTS": 3, "CIN1": 8, "CIN2": 8,
+                                "CIN3": 16}]}
+    assert "lacks COLS" in emit_error({"type": "concat", "INPUTS": 3})
 
 
 def test_prior_rows_of_a_zoo_model(zoo_onnx):

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgemeter.backends.anchor import ANCHOR_VERSION, at_speed
 from edgemeter.builder import collect, sampling, train
-from edgemeter.builder.kernel_models import add_kernel, can_emit, emit, emit_batch
+from edgemeter.builder.kernel_models import can_emit, emit, emit_batch, emit_error
 from edgemeter.builder.onnx_graphs import GraphBuilder
 from edgemeter.builder.workspace import Workspace, load_workspace
 from edgemeter.errors import ConfigError
@@ -399,12 +399,10 @@ def held_out_sums(package: PredictorPackage, records: list[collect.ModelRecord],
 
 def _emittable(config: dict[str, Any], collector: collect.Collector) -> bool:
     """Whether a model can have this configuration; one that cannot is listed, not measured."""
-    try:
-        add_kernel(GraphBuilder(), config)
-    except (ValueError, KeyError) as exc:
-        collector.failures[json.dumps(config, sort_keys=True)] = f"cannot emit: {exc}"
-        return False
-    return True
+    error = emit_error(config)
+    if error is not None:
+        collector.failures[json.dumps(config, sort_keys=True)] = f"cannot emit: {error}"
+    return error is None
 
 
 def make_package(ws: Workspace, rules_path: Path, regressors: dict[str, Any],
@@ -450,7 +448,8 @@ def _measure_phase(collector: collect.Collector, paths: Iterable[Path], count: i
     runs = protocol.rounds + int(profile)
     start = clock.used()
     end = start + max(share - start, 0.0) / runs if protocol.interleave else share
-    with bar(count * protocol.rounds, desc) as pbar:  # timing rounds; more if unsteady
+    # Timing rounds at most: a steady model stops at ``rounds``, so the bar may end early.
+    with bar(count * protocol.max_rounds, desc) as pbar:
         return collector.measure_all(paths, profile, until=lambda: clock.used() > end,
                                      on_round=pbar.update)
 

@@ -100,6 +100,15 @@ def add_kernel(g: GraphBuilder, config: Config) -> str:
     return y
 
 
+def emit_error(config: Config) -> str | None:
+    """Why no model can have this configuration (a feature missing or out of range), or None."""
+    try:
+        add_kernel(GraphBuilder(), config)
+    except (ValueError, KeyError) as exc:
+        return str(exc)
+    return None
+
+
 def emit(config: Config, seed: int = 0) -> onnx.ModelProto:
     """One kernel as a model of its own (for runtimes without per-node times)."""
     g = GraphBuilder(seed, name=str(config["type"]))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemeter.builder.kernel_models import can_emit
+from edgemeter.builder.kernel_models import can_emit, emit_error
 from edgemeter.kernels.groups import regressor_group
 
 Config = dict[str, Any]
@@ -58,7 +58,8 @@ def priors_dir() -> Path:
 # -- priors -------------------------------------------------------------------------------------
 
 def prior_rows(kernels: Iterable[Any]) -> dict[str, list[Config]]:
-    """Group → shape rows (``type`` + shape columns) of detected kernels that can be emitted."""
+    """Group → shape rows (``type`` + shape columns) of detected kernels that can be emitted
+    (a concat of 3-D detection-head tensors has no HW or COLS to draw from)."""
     rows: dict[str, list[Config]] = {}
     for kernel in kernels:
         group = regressor_group(kernel.type)
@@ -67,7 +68,7 @@ def prior_rows(kernels: Iterable[Any]) -> dict[str, list[Config]]:
             continue
         row = {"type": kernel.type, **{c: kernel.features[c] for c in columns
                                        if c in kernel.features}}
-        if len(row) > 1:
+        if emit_error(row) is None:
             rows.setdefault(group, []).append(row)
     return rows
 
