@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemeter.builder.kernel_models import can_emit, emit_error
+from edgemeter.builder.kernel_models import emit_error
 from edgemeter.kernels.groups import regressor_group
 
 Config = dict[str, Any]
@@ -64,7 +64,7 @@ def prior_rows(kernels: Iterable[Any]) -> dict[str, list[Config]]:
     for kernel in kernels:
         group = regressor_group(kernel.type)
         columns = SHAPE_COLUMNS.get(group)
-        if columns is None or not can_emit(kernel.type):
+        if columns is None:
             continue
         row = {"type": kernel.type, **{c: kernel.features[c] for c in columns
                                        if c in kernel.features}}
