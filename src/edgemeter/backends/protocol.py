@@ -331,10 +331,10 @@ def measure_models(models: Iterable[str | Path], backend_name: str,
     With a :class:`~edgemeter.store.Store`, each measurement is saved the moment it completes
     and models already measured with the same settings, and at least ``protocol.rounds``
     rounds, are taken from it (``on_result(measurement, reused=True)``) instead of re-run:
-    successful ones, and failed ones too with ``reuse_failures``. Every completed round is saved as well, so a model whose
-    measurement an interruption cut short resumes from its rounds. ``on_result`` is called in
-    the order of ``models``; ``on_round`` after every round that completed (a failed one ends
-    its model instead)."""
+    successful ones, and failed ones too with ``reuse_failures``. Every completed round is
+    saved as well, so a model whose measurement an interruption cut short resumes from its
+    rounds. ``on_result`` is called in the order of ``models``; ``on_round`` after every round
+    that completed (a failed one ends its model instead)."""
     from edgemeter.backends import get_backend
 
     protocol = protocol or Protocol()

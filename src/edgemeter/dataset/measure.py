@@ -40,9 +40,10 @@ def measure(folder: str | Path, backend: str, threads: int = 1, rounds: int = 9,
     """Measure the dataset's models on ``backend`` (``rounds`` fresh processes of ``repeats``
     timed runs each, the speed anchor timed beside each); models measured before with the same
     settings are taken from the store. Nine interleaved rounds: two such measurements of 90
-    models agreed within ±10 % for all of them, three rounds for 82-86 % (bench/bench_truth.py). ``interleave``: in passes, round r of every model before
-    round r + 1 of any (see Protocol.interleave); every completed round is stored, so an
-    interrupted run resumes each unfinished model from its rounds."""
+    models agreed within ±10 % for all of them, three rounds for 82-86 % (bench/bench_truth.py).
+    ``interleave``: in passes, round r of every model before round r + 1 of any (see
+    Protocol.interleave); every completed round is stored, so an interrupted run resumes each
+    unfinished model from its rounds."""
     from tqdm import tqdm
 
     from edgemeter.backends import Protocol, get_backend, measure_models
