@@ -2,7 +2,7 @@
 
     python bench/bench_build.py                              # budgets 5m,10m,20m,30m
     python bench/bench_build.py --budgets 3m,10m --per-family 2
-    python bench/bench_build.py --held-out bench/results/accuracy/dataset-s5000  # its set
+    python bench/bench_build.py --held-out bench/results/accuracy/dataset-s5000  # accuracy set
     python bench/bench_build.py --fusion-test              # each build runs the fusion test
 
 Each budget is a cold build in its own workspace (under --workdir; rerunning the bench resumes
