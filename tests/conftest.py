@@ -140,3 +140,19 @@ def tiny_predictor(zoo_onnx, tmp_path_factory) -> Callable[[str], dict]:
         return cache[backend]
 
     return get
+
+
+@pytest.fixture
+def round_order(monkeypatch) -> list[str]:
+    """The model (file stem) of every timing round run, in order; the real rounds still run."""
+    from edgemeter.backends import protocol
+
+    order: list[str] = []
+    real = protocol.Rounds.next_round
+
+    def recording(self):
+        order.append(Path(self.result.model).stem)
+        return real(self)
+
+    monkeypatch.setattr(protocol.Rounds, "next_round", recording)
+    return order

@@ -197,22 +197,6 @@ def tiny_workspace(tmp_path):
     return tmp_path
 
 
-@pytest.fixture
-def rounds_run(monkeypatch) -> list[str]:
-    """The model of every timing round the build runs (the real rounds still run)."""
-    from edgemeter.backends import protocol
-
-    models: list[str] = []
-    real = protocol.Rounds.next_round
-
-    def recording(self):
-        models.append(self.result.model)
-        return real(self)
-
-    monkeypatch.setattr(protocol.Rounds, "next_round", recording)
-    return models
-
-
 def stored_rounds(workspace: Path) -> int:
     """Rounds the store holds: in finished measurements and kept for unfinished ones."""
     from edgemeter.store import Store
@@ -222,7 +206,7 @@ def stored_rounds(workspace: Path) -> int:
         return kept + sum(len(m.round_medians_ms) for m in store)
 
 
-def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, rounds_run,
+def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, round_order,
                                                                monkeypatch):
     from edgemeter.backends import protocol
     from edgemeter.predictor import load_package
@@ -233,7 +217,7 @@ def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, r
     recording = protocol.Rounds.next_round
 
     def interrupted(self):
-        if len(rounds_run) == 5:
+        if len(round_order) == 5:
             raise KeyboardInterrupt
         return recording(self)
 
@@ -249,7 +233,7 @@ def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, r
     report = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None)
     assert report.reused == finished and report.measured > 0
     # No round ran twice: the rerun's rounds and the interrupted run's make up the store's.
-    assert stored_rounds(tiny_workspace) == len(rounds_run)
+    assert stored_rounds(tiny_workspace) == len(round_order)
     with Store(tiny_workspace) as store:
         keys = [k for (k,) in store.db.execute("SELECT key FROM measurements")]
         assert store.db.execute("SELECT COUNT(*) FROM rounds").fetchone()[0] == 0
@@ -273,10 +257,10 @@ def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, r
     assert package.missing_kernels and not set(package.missing_kernels) & set(package.regressors)
     assert report.models["n"] == 1 and report.groups["conv"]["n_test"] > 0
 
-    rounds_before = len(rounds_run)
+    rounds_before = len(round_order)
     again = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None)
     assert again.measured == 0 and again.reused == report.reused + report.measured
-    assert len(rounds_run) == rounds_before
+    assert len(round_order) == rounds_before
     assert "held-out zoo models: 1" in again.format()
 
     # Retrained from the store on another statistic: nothing measured, the same rows.
@@ -311,7 +295,7 @@ def test_unrunnable_kernel_is_skipped_and_listed(tiny_workspace, monkeypatch):
     assert load_package(report.package).extra["statistic"] == "min"
 
 
-def test_backend_failing_mid_build_stops_with_what_was_measured(tiny_workspace, rounds_run,
+def test_backend_failing_mid_build_stops_with_what_was_measured(tiny_workspace, round_order,
                                                                 monkeypatch):
     from edgemeter.backends import protocol
     from edgemeter.store import Store
@@ -319,7 +303,7 @@ def test_backend_failing_mid_build_stops_with_what_was_measured(tiny_workspace, 
     recording = protocol.Rounds.next_round
 
     def dies_after_two(self):
-        if len(rounds_run) < 2:
+        if len(round_order) < 2:
             return recording(self)
         # The runtime is gone: every model fails, the canary too.
         self.fail("runtime crashed (SIGSEGV)")

@@ -176,20 +176,6 @@ def test_a_rejected_model_fails_and_the_run_goes_on(model, tmp_path):
     assert results[1].error == "cannot read model: No such file or directory"
 
 
-@pytest.fixture
-def round_order(monkeypatch) -> list[str]:
-    """The model of every round run, in order (the real rounds still run)."""
-    order: list[str] = []
-    real = protocol_module.Rounds.next_round
-
-    def recording(self):
-        order.append(Path(self.result.model).stem)
-        return real(self)
-
-    monkeypatch.setattr(protocol_module.Rounds, "next_round", recording)
-    return order
-
-
 @pytest.mark.parametrize("interleave, expected", [(False, "aabbcc"), (True, "abcabc")])
 def test_interleaved_models_run_round_r_of_every_model_before_round_r_plus_1(
         tmp_path, round_order, interleave, expected):
