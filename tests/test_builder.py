@@ -129,6 +129,24 @@ def test_inverse_cdf_sampling_snaps_and_dedupes():
     assert not {sampling.config_key(c) for c in again} & {sampling.config_key(c) for c in configs}
 
 
+def test_grouped_convs_are_a_layout_of_their_own_with_channels_split_evenly():
+    plain = [{"type": "conv-relu", "HW": hw, "CIN": c, "COUT": c, "KERNEL_SIZE": 1, "STRIDES": 1}
+             for hw, c in [(56, 24), (28, 48), (14, 96), (7, 192)]]
+    grouped = [{"type": "conv-relu", "HW": hw, "CIN": c, "COUT": c, "KERNEL_SIZE": 3,
+                "STRIDES": 1, "GROUPS": g} for hw, c, g in [(56, 104, 13), (28, 208, 26),
+                                                            (14, 96, 8)]]
+    configs = sampling.sample_prior(plain + grouped, 60, np.random.default_rng(0))
+    with_groups = [c for c in configs if "GROUPS" in c]
+    assert 5 < len(with_groups) < len(configs)
+    for c in with_groups:  # drawn from grouped rows only: 3×3, and channels a multiple of groups
+        assert c["KERNEL_SIZE"] == 3 and c["CIN"] % c["GROUPS"] == c["COUT"] % c["GROUPS"] == 0
+    assert all(c["KERNEL_SIZE"] == 1 for c in configs if "GROUPS" not in c)
+    rows = sampling.prior_rows(detect(load_graph(emit(with_groups[0])), RULES))["conv"]
+    assert rows[0]["GROUPS"] == with_groups[0]["GROUPS"]
+    rows = sampling.prior_rows(detect(load_graph(emit(plain[0])), RULES))["conv"]
+    assert "GROUPS" not in rows[0]  # one group is the default, left out
+
+
 def test_finegrained_sampling_varies_channels_only():
     base = {"type": "conv", "HW": 28, "CIN": 64, "COUT": 96, "KERNEL_SIZE": 3, "STRIDES": 1}
     near = sampling.sample_finegrained(base, 6, np.random.default_rng(0))
@@ -316,6 +334,27 @@ def test_backend_failing_mid_build_stops_with_what_was_measured(tiny_workspace, 
     assert report.package is None
     with Store(tiny_workspace) as store:
         assert sum(m.ok for m in store) == 2  # what was measured before is kept
+
+
+def test_profiler_cost_per_node_is_taken_off_before_shares():
+    from edgemeter.builder.collect import PROFILER_COST_MAX_MS, net_node_times
+
+    # 200 small nodes profiled at 3 µs and a 1 ms one; unprofiled, the run took 1.2 ms: the
+    # 0.4 ms excess is 2 µs per node, which proportional shares would have taken 25% of the
+    # big node's time for.
+    times = {**{f"n{i}": 0.003 for i in range(200)}, "big": 1.0}
+    net = net_node_times(times, 1.2)
+    assert net["big"] == pytest.approx(0.998, abs=1e-4)
+    assert net["n0"] == pytest.approx(0.001, abs=1e-4)
+    assert sum(net.values()) == pytest.approx(1.2, abs=1e-3)
+    # A profiled run slower all through (another moment's luck) gives up at most the cap per
+    # node; the shares scale the rest.
+    slow = net_node_times({k: 2 * v for k, v in times.items()}, 1.2)
+    assert slow["big"] == pytest.approx(2.0 - PROFILER_COST_MAX_MS)
+    assert slow["n0"] == pytest.approx(0.006 - PROFILER_COST_MAX_MS)
+    # A profiled run faster than the unprofiled median loses nothing; a node keeps a tenth.
+    assert net_node_times(times, 2.0) == times
+    assert net_node_times({"a": 0.001, "b": 1.0}, 0.9)["a"] == pytest.approx(0.0001)
 
 
 def test_group_scales_correct_a_biased_group_and_stay_off_otherwise():
