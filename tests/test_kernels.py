@@ -216,8 +216,20 @@ def test_conv_features_and_costs():
     g = b.graph(b.op("Relu", b.conv("x", 24, k=5, stride=2)))
     (kernel,) = kernels_of(g)
     assert kernel.features == {"HW": 16, "H": 16, "W": 12, "CIN": 8, "COUT": 24, "KERNEL_SIZE": 5,
-                               "STRIDES": 2, "GROUPS": 1, "DILATION": 1, "ACT": 1, "FLOPS": 20,
-                               "PARAMS": 2, "BYTES": 16, "OPS": 2}
+                               "STRIDES": 2, "GROUPS": 1, "DILATION": 1, "CIN_PER_GROUP": 8,
+                               "ALIGN": 8, "ACT": 1, "FLOPS": 20, "PARAMS": 2, "BYTES": 16,
+                               "OPS": 2}
+
+
+def test_grouped_conv_features_say_how_its_channels_block():
+    from edgemeter.kernels.features import channel_alignment
+
+    assert [channel_alignment(*c) for c in [(16, 32), (24, 24), (16, 24), (17,), (3, 64)]] == \
+        [16, 8, 8, 1, 1]
+    b = Builder(shape=(1, 96, 14, 14))
+    (kernel,) = kernels_of(b.graph(b.conv("x", 64, group=4)))
+    assert (kernel.features["GROUPS"], kernel.features["CIN_PER_GROUP"],
+            kernel.features["ALIGN"]) == (4, 24, 8)
 
 
 def test_split_concat_features():

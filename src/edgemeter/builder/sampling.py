@@ -30,7 +30,7 @@ Config = dict[str, Any]
 
 # Shape columns per group: what fixes a kernel's shape (costs follow from them).
 SHAPE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "conv": ("HW", "CIN", "COUT", "KERNEL_SIZE", "STRIDES"),
+    "conv": ("HW", "CIN", "COUT", "KERNEL_SIZE", "STRIDES", "GROUPS"),
     "dwconv": ("HW", "CIN", "KERNEL_SIZE", "STRIDES"),
     "convtranspose": ("HW", "CIN", "COUT", "KERNEL_SIZE", "STRIDES"),
     "matmul": ("M", "K", "N", "BATCH"),
@@ -46,6 +46,9 @@ SHAPE_COLUMNS: dict[str, tuple[str, ...]] = {
     "se": ("HW", "CIN", "CMID"),
     "channelshuffle": ("HW", "CIN"),
 }
+# Shape columns left out of a row at this value: a grouped conv is a layout of its own, so its
+# columns are drawn from grouped convs (3×3 and wide) and it is drawn as often as the zoo has one.
+DEFAULTS = {"GROUPS": 1}
 # Channel-like columns: snapped to multiples of 8 and re-drawn by fine-grained sampling.
 CHANNELS = frozenset({"CIN", "COUT", "CIN1", "CIN2", "CIN3", "CIN4", "CMID", "K", "N", "COLS"})
 DIVISOR = 8
@@ -67,7 +70,8 @@ def prior_rows(kernels: Iterable[Any]) -> dict[str, list[Config]]:
         if columns is None:
             continue
         row = {"type": kernel.type, **{c: kernel.features[c] for c in columns
-                                       if c in kernel.features}}
+                                       if c in kernel.features
+                                       and kernel.features[c] != DEFAULTS.get(c)}}
         if emit_error(row) is None:
             rows.setdefault(group, []).append(row)
     return rows
@@ -207,10 +211,16 @@ def sample_finegrained(config: Mapping[str, Any], n: int, rng: np.random.Generat
 
 
 def _consistent(config: Config) -> Config:
-    """Fix what independent draws can get wrong: a concat's unused inputs, a stride over HW."""
+    """Fix what independent draws can get wrong: a concat's unused inputs, a stride over HW,
+    channels a grouped conv cannot split into its groups (rounded to a multiple of them)."""
     if "INPUTS" in config:
         for i in range(int(config["INPUTS"]) + 1, 5):
             config.pop(f"CIN{i}", None)
     if "STRIDES" in config and "HW" in config:
         config["STRIDES"] = min(config["STRIDES"], config["HW"])
+    groups = config.get("GROUPS", 1)
+    if groups > 1:
+        for column in ("CIN", "COUT"):
+            if column in config:
+                config[column] = max(1, round(config[column] / groups)) * groups
     return config
