@@ -336,6 +336,26 @@ def test_backend_failing_mid_build_stops_with_what_was_measured(tiny_workspace, 
         assert sum(m.ok for m in store) == 2  # what was measured before is kept
 
 
+def test_adaptive_round_samples_around_large_errors_a_model_can_have():
+    from edgemeter.builder import train
+    from edgemeter.builder.build import around_errors
+
+    def concat(c, ms, **shape):
+        return {"type": "concat", "INPUTS": 2, "CIN1": c, "CIN2": c, "BYTES": 4 * c,
+                "latency_ms": ms, **shape}
+
+    rows = [concat(c, 0.001 * c, HW=8) for c in range(8, 200, 8)]
+    regressor = train.fit_group(rows, "rf", 10)
+    wrong = [concat(64, 0.5, HW=8), concat(96, 0.5)]  # 5-8x slower; the second lacks a shape
+    bad, configs = around_errors("concat", rows[:5] + wrong, regressor, 0.5, 4,
+                                 np.random.default_rng(0), set())
+    assert bad == 2
+    assert 1 <= len(configs) <= 4  # around the first only: no model has the second
+    first = {"type": "concat", "HW": 8, "INPUTS": 2, "CIN1": 64, "CIN2": 64}
+    assert all(c["HW"] == 8 and c != first and emit_error(c) is None for c in configs)
+    assert "BYTES" not in configs[0] and "latency_ms" not in configs[0]  # shape columns only
+
+
 def test_profiler_cost_per_node_is_taken_off_before_shares():
     from edgemeter.builder.collect import PROFILER_COST_MAX_MS, net_node_times
 

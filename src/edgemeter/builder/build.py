@@ -281,13 +281,24 @@ def sample_kernels(ws: Workspace, collector: collect.Collector, rules: Any, per_
             regressor, figures, test = train.train_group(group_rows, cfg["algo"], cfg["trees"])
             if figures["within_10"] >= cfg["target_within_10"]:
                 continue
-            bad = train.large_errors(regressor, [group_rows[i] for i in test],
-                                     cfg["error_threshold"])
-            pending[group] = [c for i in bad for c in sampling.sample_finegrained(
-                shape_config(group, group_rows[test[i]]), cfg["finegrained_samples"], rng, seen)]
+            bad, pending[group] = around_errors(
+                group, [group_rows[i] for i in test], regressor, cfg["error_threshold"],
+                cfg["finegrained_samples"], rng, seen)
             log(f"round {iteration + 1}: {group} within ±10% {figures['within_10']:.0f}%, "
-                f"{len(bad)} large errors → {len(pending[group])} new kernels")
+                f"{bad} large errors → {len(pending[group])} new kernels")
     return rows
+
+
+def around_errors(group: str, rows: list[dict[str, Any]], regressor: Any, threshold: float,
+                  per_error: int, rng: np.random.Generator, seen: set[str]
+                  ) -> tuple[int, list[dict[str, Any]]]:
+    """How many of ``rows`` the regressor predicts with a relative error over ``threshold``, and
+    fine-grained configurations around those a model can have (``per_error`` each; a detection
+    head's concat of 3-D tensors has no shape to vary)."""
+    bad = [rows[i] for i in train.large_errors(regressor, rows, threshold)]
+    configs = [sampling.shape_config(group, row["type"], row) for row in bad]
+    return len(bad), [c for config in configs if emit_error(config) is None
+                      for c in sampling.sample_finegrained(config, per_error, rng, seen)]
 
 
 def stored_data(ws: Workspace, collector: collect.Collector, rules: Any, per_node: bool
@@ -331,12 +342,6 @@ def sampled_rows(ws: Workspace, path: Path, m: Any, rules: Any, per_node: bool
 
 def _at_one_speed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return train.at_anchor_speed(rows, train.anchor_speed([r.get("anchor_ms") for r in rows]))
-
-
-def shape_config(group: str, row: dict[str, Any]) -> dict[str, Any]:
-    """The configuration (type + shape columns) of a measured kernel row."""
-    columns = sampling.SHAPE_COLUMNS.get(group, ())
-    return {"type": row["type"], **{c: row[c] for c in columns if c in row}}
 
 
 def measure_configs(ws: Workspace, collector: collect.Collector, rules: Any, per_node: bool,

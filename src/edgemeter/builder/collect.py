@@ -146,8 +146,8 @@ def net_node_times(node_times: Mapping[str, float], total_ms: float) -> dict[str
     A profiled node's time includes a cost of the profiler that does not scale with the node's
     work: over the 304 zoo models of a 30-minute onnxruntime build, the per-node times summed
     to more than the unprofiled median by 2.0 µs per runtime node in median (quartiles 1.5 and
-    2.9 µs), 1.2 µs in batch models. Shared out in proportion to time, that cost made the big
-    kernels of a GhostNet variant with 229 runtime nodes 41% faster than they ran. Here each
+    2.9 µs), 1.2 µs in batch models. Shared out in proportion to time, that cost scaled the big
+    kernels of a GhostNet variant with 229 runtime nodes to 0.59 of their time. Here each
     node gives up the same cost: the excess per node, between 0 and
     :data:`PROFILER_COST_MAX_MS`, never more than ``1 - PROFILER_COST_FLOOR`` of its time."""
     if not node_times:

@@ -66,15 +66,19 @@ def prior_rows(kernels: Iterable[Any]) -> dict[str, list[Config]]:
     rows: dict[str, list[Config]] = {}
     for kernel in kernels:
         group = regressor_group(kernel.type)
-        columns = SHAPE_COLUMNS.get(group)
-        if columns is None:
+        if group not in SHAPE_COLUMNS:
             continue
-        row = {"type": kernel.type, **{c: kernel.features[c] for c in columns
-                                       if c in kernel.features
-                                       and kernel.features[c] != DEFAULTS.get(c)}}
+        row = shape_config(group, kernel.type, kernel.features)
         if emit_error(row) is None:
             rows.setdefault(group, []).append(row)
     return rows
+
+
+def shape_config(group: str, kernel_type: str, features: Mapping[str, Any]) -> Config:
+    """The configuration of a kernel: its type and the shape columns of its features (a column
+    at its default left out, as in the priors)."""
+    return {"type": kernel_type, **{c: features[c] for c in SHAPE_COLUMNS.get(group, ())
+                                    if c in features and features[c] != DEFAULTS.get(c)}}
 
 
 def compute_priors(families: Sequence[str] | None = None, variants: int = 3, seed: int = 7,
