@@ -347,13 +347,29 @@ def test_adaptive_round_samples_around_large_errors_a_model_can_have():
     rows = [concat(c, 0.001 * c, HW=8) for c in range(8, 200, 8)]
     regressor = train.fit_group(rows, "rf", 10)
     wrong = [concat(64, 0.5, HW=8), concat(96, 0.5)]  # 5-8x slower; the second lacks a shape
-    bad, configs = around_errors("concat", rows[:5] + wrong, regressor, 0.5, 4,
-                                 np.random.default_rng(0), set())
+    bad, around = around_errors("concat", rows[:5] + wrong, regressor, 0.5, 4,
+                                np.random.default_rng(0), set())
     assert bad == 2
-    assert 1 <= len(configs) <= 4  # around the first only: no model has the second
+    assert 1 <= len(around) <= 4  # around the first only: no model has the second
     first = {"type": "concat", "HW": 8, "INPUTS": 2, "CIN1": 64, "CIN2": 64}
+    # Each carries the absolute error of the row it varies (0.5 ms measured, ~0.06 predicted).
+    assert all(e == around[0][0] for e, _ in around) and 0.3 < around[0][0] < 0.5
+    configs = [c for _, c in around]
     assert all(c["HW"] == 8 and c != first and emit_error(c) is None for c in configs)
     assert "BYTES" not in configs[0] and "latency_ms" not in configs[0]  # shape columns only
+
+
+def test_large_errors_come_largest_in_ms_first():
+    from edgemeter.builder import train
+
+    rows = [{"type": "conv", "FLOPS": f, "latency_ms": 0.01 * f} for f in range(1, 60)]
+    regressor = train.fit_group(rows, "rf", 10)
+    # 50% off each: a 3 µs kernel, a 0.5 ms one, a 0.1 ms one; and one 1% off.
+    off = [{"type": "conv", "FLOPS": f, "latency_ms": 0.015 * f} for f in (0.2, 50, 10)]
+    close = {"type": "conv", "FLOPS": 30, "latency_ms": 0.3}
+    found = train.large_errors(regressor, off + [close], 0.2)
+    assert [i for i, _ in found] == [1, 2, 0]
+    assert [e for _, e in found] == sorted((e for _, e in found), reverse=True)
 
 
 def test_profiler_cost_per_node_is_taken_off_before_shares():

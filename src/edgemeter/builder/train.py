@@ -60,12 +60,15 @@ def fit_group(rows: Sequence[Mapping[str, Any]], algo: str = "rf", trees: int = 
 
 
 def large_errors(regressor: TreeRegressor, rows: Sequence[Mapping[str, Any]],
-                 threshold: float) -> list[int]:
-    """Indices of ``rows`` the regressor predicts with a relative error above ``threshold``."""
+                 threshold: float) -> list[tuple[int, float]]:
+    """``(index, absolute error in ms)`` of the ``rows`` the regressor predicts with a relative
+    error above ``threshold``, largest absolute error first."""
     names = list(regressor.feature_names_)
     pred = regressor.predict(to_matrix(filled(rows, names), names))
     true = np.array([row["latency_ms"] for row in rows])
-    return [int(i) for i in np.flatnonzero(np.abs(pred - true) / true > threshold)]
+    error = np.abs(pred - true)
+    large = np.flatnonzero(error / true > threshold)
+    return [(int(i), float(error[i])) for i in large[np.argsort(-error[large], kind="stable")]]
 
 
 def fit_fallback(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
