@@ -189,9 +189,11 @@ def test_fusion_test_writes_rules_that_detection_loads(tmp_path):
         result = run_fusion_test(ws, collector, log=lambda _: None, progress=False)
         taken = collector.measured
     rules = load_rules(result.path)
-    # onnxruntime's optimised graph fuses Conv+Relu, and an Add of two model inputs stays apart.
+    # onnxruntime's optimised graph fuses Conv+Relu, and Conv+Add where the Add's other input
+    # is a conv's output too (a residual block); a Relu's Add stays apart.
     assert "relu" in rules.pairs["conv"]
-    assert "add" not in rules.pairs.get("conv", ())
+    assert "add" in rules.pairs["conv"]
+    assert "add" not in rules.pairs.get("relu", ())
     assert {(p.first, p.second) for p in result.pairs} >= {("conv", "relu"), ("relu", "add")}
     figures = json.loads((tmp_path / "results" / "fusion_test.json").read_text())
     assert all(p["repeats"] >= 1 and p["graph"] is not None for p in figures["pairs"])

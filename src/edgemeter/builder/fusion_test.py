@@ -44,6 +44,10 @@ from edgemeter.builder.workspace import FUSION_OPS, Workspace
 
 # Ops that follow another in the tested pairs: the tails runtimes fuse into a kernel.
 FOLLOWERS = ("relu", "relu6", "hswish", "sigmoid", "bn", "add", "mul")
+# Followers with a second operand. In a pair, that operand is made by a sibling of the first op,
+# as in a residual block: onnxruntime fuses Conv+Add only when both inputs of the Add come from
+# convs (NCHWc layout), never with a model input.
+BINARY = ("add", "mul")
 # Consumers that need a 4-D NCHW input (cannot follow a reshape).
 _NEEDS_4D = ("conv", "dwconv", "convtranspose", "bn", "maxpool", "avgpool", "global-avgpool")
 # Test op name → kind in the rules file.
@@ -54,8 +58,9 @@ _PLUMBING = {"ReorderInput", "ReorderOutput", "Input", "Output", "Parameter", "R
              "Constant", "Reorder", "Convert"}
 
 
-def add_op(g: GraphBuilder, op: str, x: str) -> str:
-    """Append test op ``op`` after ``x`` (shapes kept small and valid)."""
+def add_op(g: GraphBuilder, op: str, x: str, other: str | None = None) -> str:
+    """Append test op ``op`` after ``x`` (shapes kept small and valid); ``other`` is the second
+    operand of a binary op (default: a new model input)."""
     channels = g.shapes[x][1]
     if op == "conv":
         return g.conv(x, channels, 3)
@@ -74,17 +79,20 @@ def add_op(g: GraphBuilder, op: str, x: str) -> str:
     if op == "concat":
         return g.op("Concat", [x, g.input(g.shapes[x])],
                     [g.shapes[x][0], 2 * channels, *g.shapes[x][2:]], axis=1)
-    return g.apply(op, x)
+    return g.apply(op, x, other)
 
 
 def test_model(ops: list[str] | tuple[str, ...], hw: int, channels: int, seed: int,
-               branches: tuple[str, ...] = ()) -> Any:
-    """``ops`` chained after one input; ``branches`` are extra consumers of the first op."""
+               branches: tuple[str, ...] = (), operand: str | None = None) -> Any:
+    """``ops`` chained after one input; ``branches`` are extra consumers of the first op;
+    ``operand``: the op that makes the second operand of binary ops, on an input of its own
+    (on the same input, onnxruntime merges it with a weightless first op)."""
     g = GraphBuilder(seed, name="-".join(ops))
     x = g.input([1, channels, hw, hw])
-    first = y = add_op(g, ops[0], x)
+    other = add_op(g, operand, g.input(g.shapes[x])) if operand else None
+    first = y = add_op(g, ops[0], x, other)
     for op in ops[1:]:
-        y = add_op(g, op, y)
+        y = add_op(g, op, y, other)
     g.output(y)
     for op in branches:
         g.output(add_op(g, op, first))
@@ -139,15 +147,17 @@ class _Tester:
         self.parent = collector
         self.graph_counts: dict[str, int | None] = {}
 
-    def model(self, ops: tuple[str, ...], seed: int, branches: tuple[str, ...] = ()) -> Path:
-        name = "-".join(ops) + ("+" + "+".join(branches) if branches else "") + f"-r{seed}"
-        model = test_model(ops, self.cfg["hw"], self.cfg["channels"], seed, branches)
+    def model(self, ops: tuple[str, ...], seed: int, branches: tuple[str, ...] = (),
+              operand: str | None = None) -> Path:
+        name = ("-".join(ops) + ("+" + "+".join(branches) if branches else "")
+                + (f"~{operand}" if operand else "") + f"-r{seed}")
+        model = test_model(ops, self.cfg["hw"], self.cfg["channels"], seed, branches, operand)
         return collect.save_model(model, self.folder / f"{name}.onnx")
 
-    def time(self, ops: tuple[str, ...], seed: int, branches: tuple[str, ...] = ()
+    def time(self, ops: tuple[str, ...], seed: int, operand: str | None = None
              ) -> tuple[float, float]:
         """Median ms of a test model and the standard error of that median."""
-        m = self.collector.measure(self.model(ops, seed, branches), profile=False)
+        m = self.collector.measure(self.model(ops, seed, operand=operand), profile=False)
         if not m.ok:
             raise RuntimeError(m.error)
         return m.median_ms, _median_stderr(m)
@@ -165,10 +175,11 @@ class _Tester:
                                          f"{m.error}")
         return m.median_ms
 
-    def compute_nodes(self, ops: tuple[str, ...], branches: tuple[str, ...] = ()) -> int | None:
-        key = "-".join(ops) + "+".join(branches)
+    def compute_nodes(self, ops: tuple[str, ...], branches: tuple[str, ...] = (),
+                      operand: str | None = None) -> int | None:
+        key = "-".join(ops) + "+".join(branches) + f"~{operand}"
         if key not in self.graph_counts:
-            path = self.model(ops, 0, branches)
+            path = self.model(ops, 0, branches, operand)
             self.graph_counts[key] = executed_nodes(self.ws, path)
         return self.graph_counts[key]
 
@@ -176,14 +187,18 @@ class _Tester:
         result = PairResult(a, b)
         savings: list[float] = []
         errors: list[float] = []
+        # b's operand (binary b) is a's sibling in b's model and in the pair's, which saves
+        # nothing by fusing but adds a's time to both.
+        operand = a if b in BINARY else None
+        models = (((a,), None), ((b,), operand), ((a, b), operand))
         try:
             for seed in range(self.cfg["max_repeats"]):
-                (ta, ea), (tb, eb), (tab, eab) = (self.time(ops, seed)
-                                                   for ops in ((a,), (b,), (a, b)))
+                (ta, ea), (tb, eb), (tab, eab) = (self.time(ops, seed, o) for ops, o in models)
                 noise = math.sqrt(ea ** 2 + eb ** 2 + eab ** 2)
+                own_b = tb - t0 - (ta - t0 if operand else 0.0)
                 # An own time under the noise cannot be told from zero: divide by the noise
                 # then, so that the saving stays unclear instead of exploding.
-                own = max(min(ta, tb) - t0, 2 * noise, 1e-6)
+                own = max(min(ta - t0, own_b), 2 * noise, 1e-6)
                 savings.append((ta + tb - t0 - tab) / own)
                 errors.append(noise / own)
                 mean = statistics.fmean(savings)
@@ -198,7 +213,7 @@ class _Tester:
                     break
         except RuntimeError as exc:
             result.error = str(exc)
-        counts = [self.compute_nodes(ops) for ops in ((a,), (b,), (a, b))]
+        counts = [self.compute_nodes(ops, operand=o) for ops, o in models]
         if None not in counts:
             result.graph = counts[2] < counts[0] + counts[1]
         return result
