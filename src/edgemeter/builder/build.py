@@ -289,8 +289,8 @@ def sample_kernels(ws: Workspace, collector: collect.Collector, rules: Any, per_
             log(f"round {iteration + 1}: {group} within ±10% {figures['within_10']:.0f}%, "
                 f"{bad} large errors → {len(new)} new kernels")
         # Largest absolute error first, whatever the group: a budget that ends the round early
-        # has then been spent where the models' time is, not on 10%-off kernels of 3 µs (every
-        # tiny group has many of those; in turn, they took most of the round).
+        # has then been spent where the models' time is, not on 10%-off kernels of 3 µs (groups
+        # of such kernels asked for over 40% of each round's new kernels, taken in turns).
         todo = [c for _, c in sorted(around, key=lambda pair: -pair[0])]
     return rows
 
