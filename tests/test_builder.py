@@ -204,6 +204,15 @@ def test_fusion_test_writes_rules_that_detection_loads(tmp_path):
     assert [k.type for k in detect(load_graph(tmp_path / "k.onnx"), rules)] == ["conv-relu"]
 
 
+def test_only_a_clear_timing_disagrees_with_the_graph():
+    from edgemeter.builder.fusion_test import PairResult
+
+    assert PairResult("conv", "relu", timing=False, clear=True, graph=True).disagree
+    assert not PairResult("conv", "relu", timing=False, clear=False, graph=True).disagree
+    assert not PairResult("conv", "relu", timing=True, clear=True, graph=True).disagree
+    assert not PairResult("conv", "relu", timing=False, clear=True, graph=None).disagree
+
+
 # -- build end to end ---------------------------------------------------------------------------
 
 @pytest.fixture

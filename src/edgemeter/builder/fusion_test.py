@@ -121,7 +121,10 @@ class PairResult:
 
     @property
     def disagree(self) -> bool:
-        return self.graph is not None and self.timing is not None and self.graph != self.timing
+        """Graph and timing decided differently; a timing still unclear after max_repeats is a
+        guess (its saving's side of the margin), not a verdict to hold against the graph."""
+        return (self.graph is not None and self.timing is not None and self.clear
+                and self.graph != self.timing)
 
 
 @dataclass
