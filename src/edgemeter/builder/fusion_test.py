@@ -150,12 +150,18 @@ class _Tester:
         self.parent = collector
         self.graph_counts: dict[str, int | None] = {}
 
+    @staticmethod
+    def name(ops: tuple[str, ...], branches: tuple[str, ...] = (),
+             operand: str | None = None) -> str:
+        """A test model's name, without its seed."""
+        return ("-".join(ops) + ("+" + "+".join(branches) if branches else "")
+                + (f"~{operand}" if operand else ""))
+
     def model(self, ops: tuple[str, ...], seed: int, branches: tuple[str, ...] = (),
               operand: str | None = None) -> Path:
-        name = ("-".join(ops) + ("+" + "+".join(branches) if branches else "")
-                + (f"~{operand}" if operand else "") + f"-r{seed}")
         model = test_model(ops, self.cfg["hw"], self.cfg["channels"], seed, branches, operand)
-        return collect.save_model(model, self.folder / f"{name}.onnx")
+        return collect.save_model(
+            model, self.folder / f"{self.name(ops, branches, operand)}-r{seed}.onnx")
 
     def time(self, ops: tuple[str, ...], seed: int, operand: str | None = None
              ) -> tuple[float, float]:
@@ -180,7 +186,7 @@ class _Tester:
 
     def compute_nodes(self, ops: tuple[str, ...], branches: tuple[str, ...] = (),
                       operand: str | None = None) -> int | None:
-        key = "-".join(ops) + "+".join(branches) + f"~{operand}"
+        key = self.name(ops, branches, operand)
         if key not in self.graph_counts:
             path = self.model(ops, 0, branches, operand)
             self.graph_counts[key] = executed_nodes(self.ws, path)
