@@ -16,7 +16,7 @@ train on zoo variants of seeds 1000 and 1001 (build.yaml's ``zoo_seed``) drawn b
 scheme; the default seed 5000 keeps this set apart from them.
 
 ``--truth-twice`` measures the set a second time right after (a sibling folder sharing the
-model files) and prints how often the two measurements agree within ±5% and ±10%, and the
+model files, named after the backend and thread count, so predictors of one backend share it) and prints how often the two measurements agree within ±5% and ±10%, and the
 predictor's figures against the second one: no predictor can agree with the truth more often
 than the truth agrees with itself.
 """
@@ -88,7 +88,9 @@ def truth_again(folder: Path, predictor, first, threads: int, options: dict,
     from edgemeter.dataset import evaluate, measure
     from edgemeter.predictor.metrics import accuracy
 
-    again = folder.with_name(folder.name + f"-again-{predictor.name}")
+    # Named after what is measured, not the predictor: every package of a backend and thread
+    # count shares one second truth (the store inside keys the remaining settings).
+    again = folder.with_name(f"{folder.name}-again-{predictor.backend}-{threads}t")
     again.mkdir(exist_ok=True)
     if not (again / "models").exists():
         (again / "models").symlink_to((folder / "models").resolve())
