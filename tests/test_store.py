@@ -70,6 +70,21 @@ def test_rounds_of_an_unfinished_measurement_are_kept_until_it_is_stored(tmp_pat
         assert store.rounds(m) == [] and len(store) == 1
 
 
+def test_span_is_when_a_backend_was_measured_successfully(tmp_path):
+    model = tiny_onnx(tmp_path / "a.onnx")
+    with Store(tmp_path / "ws") as store:
+        assert store.span("onnxruntime-cpu") is None
+        before = time.time()
+        store.add(fake(model, error="rejected"))
+        assert store.span("onnxruntime-cpu") is None
+        store.add(fake(model))
+        store.add(fake(model, threads=2))
+        store.add(fake(model, backend="openvino-cpu-f32"))
+        first, last = store.span("onnxruntime-cpu")
+        assert before <= first <= last <= time.time()
+        assert store.span("openvino-cpu-f32")[0] >= last
+
+
 def test_failures_are_found_only_when_asked_for(tmp_path):
     model = tiny_onnx(tmp_path / "a.onnx")
     with Store(tmp_path / "ws") as store:

@@ -115,6 +115,13 @@ class Store:
                               (key, 0 if failed else 1)).fetchone()
         return Measurement.from_dict(json.loads(row[0])) if row else None
 
+    def span(self, backend: str) -> tuple[float, float] | None:
+        """When the first and the last successful measurement on ``backend`` were stored (Unix
+        time); None if there is none."""
+        first, last = self.db.execute("SELECT MIN(created), MAX(created) FROM measurements "
+                                      "WHERE backend = ? AND ok = 1", (backend,)).fetchone()
+        return None if first is None else (first, last)
+
     def __iter__(self) -> Iterator[Measurement]:
         for (data,) in self.db.execute("SELECT data FROM measurements ORDER BY id"):
             yield Measurement.from_dict(json.loads(data))

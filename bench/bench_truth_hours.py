@@ -1,0 +1,122 @@
+"""Does a model's measured truth hold over hours? Compare measurements of the same models taken
+at different moments.
+
+    .venv/bin/python bench/bench_truth_hours.py DS_0736 DS_0750 DS_1434 [--backend onnxruntime-cpu]
+
+Each argument is a dataset folder measured with ``edgemeter dataset measure`` (sibling folders
+sharing the model files, as ``bench_accuracy.py --truth-twice`` makes them, or a symlinked
+``models/`` and a copied ``index.jsonl``). For every pair, over the models both measured with
+the same settings and model bytes: the level (median ratio of the later to the earlier, raw and
+put at one machine speed by the speed anchor), how far single models stray from that level (the
+standard deviation of the anchored log ratio, in %), and the share within ±10 % as measured
+(anchored) and once the level is taken out.
+
+Then, within each measurement, the passes of interleaved rounds (round r of every model, about
+a minute per pass): how far the pass level (median over the models of their round against
+their own median) moves, how far the speed anchor timed beside them moves, their correlation,
+and the slope of the models' move on the anchor's (1: the anchor corrects it fully).
+
+A predictor is built at one moment and judged against truths measured at others: what single
+models do between two measurements hours apart, beyond the level, no predictor can follow.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def truths(folder: Path, backend: str, threads: int) -> dict[tuple[str, str], dict]:
+    from edgemeter.dataset.measure import read_measurements
+
+    return {(r["file"], r["model_sha256"]): r for r in read_measurements(folder, backend)
+            if r["config"].get("threads") == threads and r["median_ms"] and r["anchor_ms"]}
+
+
+def compare(a: dict, b: dict) -> dict[str, float]:
+    common = sorted(a.keys() & b.keys())
+    raw = np.log([b[k]["median_ms"] / a[k]["median_ms"] for k in common])
+    anchored = raw - np.log([b[k]["anchor_ms"] / a[k]["anchor_ms"] for k in common])
+    level = float(np.median(anchored))
+    tenth = np.log(1.1)
+    return {"n": len(common), "raw_level": float(np.exp(np.median(raw))),
+            "level": float(np.exp(level)), "stray_pct": 100 * float(np.std(anchored)),
+            "within_10": 100 * float(np.mean(np.abs(anchored) < tenth)),
+            "within_10_level_out": 100 * float(np.mean(np.abs(anchored - level) < tenth))}
+
+
+def passes(folder: Path, backend: str, threads: int) -> dict[str, float] | None:
+    """Pass levels of the models' interleaved rounds against the anchor's, from the store."""
+    from edgemeter.store import Store
+
+    with Store(folder) as store:
+        ms = [m for m in store if m.ok and m.backend == backend
+              and m.config.get("threads") == threads and m.anchor_round_medians_ms]
+    rounds = min((len(m.round_medians_ms) for m in ms), default=0)
+    if rounds < 3:
+        return None
+    model = np.log([m.round_medians_ms[:rounds] for m in ms])
+    anchor = np.log([m.anchor_round_medians_ms[:rounds] for m in ms])
+    level = np.median(model - np.median(model, axis=1, keepdims=True), axis=0)
+    beside = np.median(anchor - np.median(anchor, axis=1, keepdims=True), axis=0)
+    return {"rounds": rounds, "level_pct": 100 * float(np.std(level)),
+            "anchor_pct": 100 * float(np.std(beside)),
+            "corr": float(np.corrcoef(level, beside)[0, 1]),
+            "slope": float(np.polyfit(beside, level, 1)[0])}
+
+
+def clock(t: float) -> str:
+    return time.strftime("%H:%M", time.localtime(t))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", type=Path, nargs="+", help="measured dataset folders")
+    parser.add_argument("--backend", default="onnxruntime-cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if len(args.datasets) < 2:
+        raise SystemExit("give at least two measured dataset folders")
+
+    from edgemeter.store import Store
+
+    spans = {}
+    for d in args.datasets:
+        if not (d / "index.jsonl").is_file():
+            raise SystemExit(f"{d}: not a dataset folder (no index.jsonl)")
+        with Store(d) as store:
+            spans[d] = store.span(args.backend)
+        if spans[d] is None:
+            raise SystemExit(f"{d}: no measurements on {args.backend} (run edgemeter dataset "
+                             "measure)")
+    order = sorted(args.datasets, key=lambda d: spans[d][0])
+    sets = {d: truths(d, args.backend, args.threads) for d in order}
+    for d in order:
+        first, last = spans[d]
+        print(f"{time.strftime('%m-%d', time.localtime(first))} {clock(first)}–{clock(last)}  "
+              f"{len(sets[d]):3} models  {d}")
+    print("pair (stored)         models  level raw / anchored  stray   ±10 % as is / level out")
+    for x, y in itertools.combinations(order, 2):
+        c = compare(sets[x], sets[y])
+        if not c["n"]:
+            print(f"{x} and {y}: no model measured in both with the same settings")
+            continue
+        hours = (spans[y][0] - spans[x][0]) / 3600
+        print(f"{clock(spans[x][0])} → {clock(spans[y][0])} ({hours:4.1f} h)  {c['n']:4}   "
+              f"{c['raw_level']:.3f} / {c['level']:.3f}        {c['stray_pct']:4.1f} %  "
+              f"{c['within_10']:5.1f} / {c['within_10_level_out']:5.1f} %")
+    print("passes within each measurement: level moves (sd), anchor moves, correlation, "
+          "slope of the level on the anchor")
+    for d in order:
+        p = passes(d, args.backend, args.threads)
+        if p:
+            print(f"  {clock(spans[d][0])}  {p['rounds']} passes  level {p['level_pct']:.1f} %  "
+                  f"anchor {p['anchor_pct']:.1f} %  corr {p['corr']:.2f}  slope "
+                  f"{p['slope']:.2f}  {d}")
+
+
+if __name__ == "__main__":
+    main()
