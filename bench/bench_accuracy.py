@@ -16,9 +16,10 @@ train on zoo variants of seeds 1000 and 1001 (build.yaml's ``zoo_seed``) drawn b
 scheme; the default seed 5000 keeps this set apart from them.
 
 ``--truth-twice`` measures the set a second time right after (a sibling folder sharing the
-model files, named after the backend and thread count, so predictors of one backend share it) and prints how often the two measurements agree within ±5% and ±10%, and the
-predictor's figures against the second one: no predictor can agree with the truth more often
-than the truth agrees with itself.
+model files, named after the backend and thread count, so every predictor of one backend shares
+it) and prints how often the two measurements agree within ±5% and ±10%, and the predictor's
+figures against the second one: no predictor can agree with the truth more often than the truth
+agrees with itself.
 """
 from __future__ import annotations
 

@@ -88,10 +88,10 @@ def main() -> None:
         if not (d / "index.jsonl").is_file():
             raise SystemExit(f"{d}: not a dataset folder (no index.jsonl)")
         with Store(d) as store:
-            spans[d] = store.span(args.backend)
+            spans[d] = store.span(args.backend, args.threads)
         if spans[d] is None:
-            raise SystemExit(f"{d}: no measurements on {args.backend} (run edgemeter dataset "
-                             "measure)")
+            raise SystemExit(f"{d}: no measurements on {args.backend} with {args.threads} "
+                             "thread(s) (run edgemeter dataset measure)")
     order = sorted(args.datasets, key=lambda d: spans[d][0])
     sets = {d: truths(d, args.backend, args.threads) for d in order}
     for d in order:

@@ -82,6 +82,9 @@ def test_span_is_when_a_backend_was_measured_successfully(tmp_path):
         store.add(fake(model, backend="openvino-cpu-f32"))
         first, last = store.span("onnxruntime-cpu")
         assert before <= first <= last <= time.time()
+        assert store.span("onnxruntime-cpu", threads=1) == (first, first)
+        assert store.span("onnxruntime-cpu", threads=2) == (last, last)
+        assert store.span("onnxruntime-cpu", threads=4) is None
         assert store.span("openvino-cpu-f32")[0] >= last
 
 

@@ -115,11 +115,13 @@ class Store:
                               (key, 0 if failed else 1)).fetchone()
         return Measurement.from_dict(json.loads(row[0])) if row else None
 
-    def span(self, backend: str) -> tuple[float, float] | None:
-        """When the first and the last successful measurement on ``backend`` were stored (Unix
-        time); None if there is none."""
-        first, last = self.db.execute("SELECT MIN(created), MAX(created) FROM measurements "
-                                      "WHERE backend = ? AND ok = 1", (backend,)).fetchone()
+    def span(self, backend: str, threads: int | None = None) -> tuple[float, float] | None:
+        """When the first and the last successful measurement on ``backend`` (with ``threads``,
+        if given) were stored (Unix time); None if there is none."""
+        sql = ("SELECT MIN(created), MAX(created) FROM measurements WHERE backend = ? AND ok = 1"
+               + ("" if threads is None else " AND json_extract(data, '$.config.threads') = ?"))
+        args = (backend,) if threads is None else (backend, threads)
+        first, last = self.db.execute(sql, args).fetchone()
         return None if first is None else (first, last)
 
     def __iter__(self) -> Iterator[Measurement]:
