@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgemeter.backends import get_backend, list_backends
 from edgemeter.errors import ConfigError, ModelError
+from edgemeter.importers import load_graph
 
 BUILTINS = {"onnxruntime-cpu", "openvino-cpu-f32", "openvino-cpu-bf16", "litert-xnnpack",
             "torch-cpu"}
@@ -181,7 +182,10 @@ def test_litert_runs_a_tflite_model(tmp_path):
     runner.run()
     out = runner.infer({"x": np.ones((1, 16), np.float32)})["y"]
     assert out.shape == (1, 8)
-    assert runner.node_times(2) is None  # the Python interpreter exposes no per-op profile
+    times = runner.node_times(2)  # from LiteRT's C API profiler, beside the interpreter
+    assert "p1.1 Fully Connected (NC, F32) GEMM" in times  # after a reshape XNNPACK adds
+    [node] = load_graph(tmp_path / "fc.tflite").nodes
+    assert runner.node_origins()["p1.1 Fully Connected (NC, F32) GEMM"] == [node.name]
 
 
 def test_litert_converts_onnx(model):

@@ -1,7 +1,10 @@
 """LiteRT (TensorFlow Lite) interpreter with its default XNNPACK delegate on the CPU.
 
 Runs .tflite files as they are; ONNX models are converted first with
-:func:`edgemeter.converters.tflite.onnx_to_tflite`, which needs no TensorFlow.
+:func:`edgemeter.converters.tflite.onnx_to_tflite`, which needs no TensorFlow. Timed runs use the
+Python interpreter; per-operator times come from LiteRT's C API profiler in a compiled model of
+their own (:mod:`edgemeter.backends.litert_profile`), as onnxruntime's come from a profiled
+session of their own.
 """
 from __future__ import annotations
 
@@ -28,20 +31,22 @@ class LiteRTXNNPACK(Backend):
 
     def load(self, model_path: Path) -> Runner:
         if model_path.suffix.lower() == ".tflite":
-            return LiteRTRunner(self, model_path.read_bytes(), model_path.name)
+            return LiteRTRunner(self, model_path.read_bytes(), model_path)
         from edgemeter.converters.tflite import onnx_to_tflite
 
         with tempfile.TemporaryDirectory(prefix="edgemeter-litert-") as tmp:
             tflite_path = Path(tmp) / f"{model_path.stem}.tflite"
             onnx_to_tflite(model_path, tflite_path)
-            return LiteRTRunner(self, tflite_path.read_bytes(), model_path.name)
+            return LiteRTRunner(self, tflite_path.read_bytes(), model_path)
 
 
 class LiteRTRunner(Runner):
-    def __init__(self, backend: LiteRTXNNPACK, model: bytes, label: str):
+    def __init__(self, backend: LiteRTXNNPACK, model: bytes, source: Path):
         import numpy as np
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+        self.backend, self.model, self.source = backend, model, source
+        label = source.name
         try:
             # AUTO = built-in kernels with the default delegates, which is XNNPACK on CPU.
             self.interpreter = Interpreter(
@@ -66,6 +71,21 @@ class LiteRTRunner(Runner):
         self.interpreter.invoke()
         return {detail["name"]: self.interpreter.get_tensor(detail["index"])
                 for detail in self.interpreter.get_output_details()}
+
+    def node_times(self, runs: int) -> dict[str, float]:
+        """Mean time per operator over ``runs`` from LiteRT's profiler (labels: see
+        :func:`~edgemeter.backends.litert_profile.operator_times`); the model nodes each runs
+        come from matching the operators with the model's nodes in order
+        (:func:`~edgemeter.backends.litert_profile.align`)."""
+        from edgemeter.backends.litert_profile import operator_origins, operator_times
+        from edgemeter.importers import load_graph
+
+        with tempfile.TemporaryDirectory(prefix="edgemeter-litert-") as tmp:
+            path = Path(tmp) / "model.tflite"
+            path.write_bytes(self.model)
+            times = operator_times(path, runs, self.backend.threads)
+        self.origins = operator_origins(load_graph(self.source), [label for label, _ in times])
+        return dict(times)
 
     def close(self) -> None:
         self.interpreter = None
