@@ -18,7 +18,6 @@ never a pool), which is what lets per-operator times become in-context kernel ti
 from __future__ import annotations
 
 import ctypes
-import statistics
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -40,7 +39,8 @@ class _MemoryUsage(ctypes.Structure):
 
 
 class _Event(ctypes.Structure):
-    """ProfiledEventData (litert_profiler_event.h) as the shipped library lays it out."""
+    """ProfiledEventData (litert_profiler_event.h) as the shipped library lays it out: 104
+    bytes."""
     _fields_ = [("tag", ctypes.c_char_p), ("event_type", ctypes.c_int),
                 ("start_us", ctypes.c_uint64), ("elapsed_us", ctypes.c_uint64),
                 ("begin_mem", _MemoryUsage), ("end_mem", _MemoryUsage),
@@ -79,60 +79,69 @@ def operator_times(model: Path, runs: int, threads: int = 1) -> list[tuple[str, 
     (partitions counted from 1 in execution order) and ``op<index> <tag>`` for builtin ops
     (index: the TFLite op's)."""
     P = ctypes.c_void_p
-    env, tfl, options, compiled, profiler, signature = (P() for _ in range(6))
+    made: list[tuple[str, ctypes.c_void_p]] = []  # (its destroy function, handle), in order
+
+    def create(function: str, destroy: str, *args) -> ctypes.c_void_p:
+        handle = P()
+        _call(function, *args, ctypes.byref(handle))
+        made.append((destroy, handle))
+        return handle
+
     keep: list = []
-    _call("LiteRtCreateEnvironment", ctypes.c_int(0), None, ctypes.byref(env))
-    _call("LiteRtCreateModelFromFile", env, str(model).encode(), ctypes.byref(tfl))
-    _call("LiteRtCreateOptions", ctypes.byref(options))
-    _call("LiteRtSetOptionsHardwareAccelerators", options, ctypes.c_int(_CPU))
-    _opaque_toml(options, b"runtime_options_string", "enable_profiling = true\n", keep)
-    _opaque_toml(options, b"xnnpack", f"num_threads = {threads}\n", keep)
-    _call("LiteRtCreateCompiledModel", env, tfl, options, ctypes.byref(compiled))
-    _call("LiteRtGetModelSignature", tfl, ctypes.c_size_t(0), ctypes.byref(signature))
+    try:
+        env = create("LiteRtCreateEnvironment", "LiteRtDestroyEnvironment", ctypes.c_int(0),
+                     None)
+        tfl = create("LiteRtCreateModelFromFile", "LiteRtDestroyModel", env,
+                     str(model).encode())
+        options = create("LiteRtCreateOptions", "LiteRtDestroyOptions")
+        _call("LiteRtSetOptionsHardwareAccelerators", options, ctypes.c_int(_CPU))
+        _opaque_toml(options, b"runtime_options_string", "enable_profiling = true\n", keep)
+        _opaque_toml(options, b"xnnpack", f"num_threads = {threads}\n", keep)
+        compiled = create("LiteRtCreateCompiledModel", "LiteRtDestroyCompiledModel", env, tfl,
+                          options)
+        signature = P()
+        _call("LiteRtGetModelSignature", tfl, ctypes.c_size_t(0), ctypes.byref(signature))
 
-    def buffers(kind: str) -> ctypes.Array:
-        count = ctypes.c_size_t()
-        _call(f"LiteRtGetNumSignature{kind}s", signature, ctypes.byref(count))
-        made = (P * count.value)()
-        for i in range(count.value):
-            tensor, requirements = P(), P()
-            tensor_type = ctypes.create_string_buffer(512)  # LiteRtRankedTensorType: 72 bytes
-            _call(f"LiteRtGetSignature{kind}TensorByIndex", signature, ctypes.c_size_t(i),
-                  ctypes.byref(tensor))
-            _call("LiteRtGetRankedTensorType", tensor, tensor_type)
-            _call(f"LiteRtGetCompiledModel{kind}BufferRequirements", compiled,
-                  ctypes.c_size_t(0), ctypes.c_size_t(i), ctypes.byref(requirements))
-            buffer = P()
-            _call("LiteRtCreateManagedTensorBufferFromRequirements", env, tensor_type,
-                  requirements, ctypes.byref(buffer))
-            made[i] = buffer.value
-        return made
+        def buffers(kind: str) -> ctypes.Array:
+            count = ctypes.c_size_t()
+            _call(f"LiteRtGetNumSignature{kind}s", signature, ctypes.byref(count))
+            handles = (P * count.value)()
+            for i in range(count.value):
+                tensor, requirements = P(), P()
+                tensor_type = ctypes.create_string_buffer(512)  # LiteRtRankedTensorType: 72 B
+                _call(f"LiteRtGetSignature{kind}TensorByIndex", signature, ctypes.c_size_t(i),
+                      ctypes.byref(tensor))
+                _call("LiteRtGetRankedTensorType", tensor, tensor_type)
+                _call(f"LiteRtGetCompiledModel{kind}BufferRequirements", compiled,
+                      ctypes.c_size_t(0), ctypes.c_size_t(i), ctypes.byref(requirements))
+                handles[i] = create("LiteRtCreateManagedTensorBufferFromRequirements",
+                                    "LiteRtDestroyTensorBuffer", env, tensor_type,
+                                    requirements).value
+            return handles
 
-    inputs, outputs = buffers("Input"), buffers("Output")
-
-    def run() -> None:
-        _call("LiteRtRunCompiledModel", compiled, ctypes.c_size_t(0), ctypes.c_size_t(len(inputs)),
-              inputs, ctypes.c_size_t(len(outputs)), outputs)
-
-    _call("LiteRtCompiledModelGetProfiler", compiled, ctypes.byref(profiler))
-    if not profiler:
-        raise EdgemeterError("LiteRT profiler: the compiled model has no profiler")
-    run()
-    _call("LiteRtStartProfiler", profiler)
-    for _ in range(runs):
-        run()
-    _call("LiteRtStopProfiler", profiler)
-    count = ctypes.c_int()
-    _call("LiteRtGetNumProfilerEvents", profiler, ctypes.byref(count))
-    if ctypes.sizeof(_Event) != 104:
-        raise EdgemeterError("LiteRT profiler: unexpected event layout")
-    events = (_Event * count.value)()
-    _call("LiteRtGetProfilerEvents", profiler, count, events)
-    return operator_means([(e.event_type, (e.tag or b"").decode(), e.elapsed_us, e.metadata1)
-                           for e in events], runs)
+        inputs, outputs = buffers("Input"), buffers("Output")
+        profiler = P()  # owned by the compiled model
+        _call("LiteRtCompiledModelGetProfiler", compiled, ctypes.byref(profiler))
+        if not profiler:
+            raise EdgemeterError("LiteRT profiler: the compiled model has no profiler")
+        for i in range(runs + 1):  # the first is a warm-up
+            if i == 1:
+                _call("LiteRtStartProfiler", profiler)
+            _call("LiteRtRunCompiledModel", compiled, ctypes.c_size_t(0),
+                  ctypes.c_size_t(len(inputs)), inputs, ctypes.c_size_t(len(outputs)), outputs)
+        _call("LiteRtStopProfiler", profiler)
+        count = ctypes.c_int()
+        _call("LiteRtGetNumProfilerEvents", profiler, ctypes.byref(count))
+        events = (_Event * count.value)()
+        _call("LiteRtGetProfilerEvents", profiler, count, events)
+        return operator_means([(e.event_type, (e.tag or b"").decode(), e.elapsed_us,
+                                e.metadata1) for e in events], runs)
+    finally:
+        for destroy, handle in reversed(made):
+            getattr(_library(), destroy)(handle)
 
 
-def operator_means(events: Sequence[tuple[int, str, int]], runs: int
+def operator_means(events: Sequence[tuple[int, str, int, int]], runs: int
                    ) -> list[tuple[str, float]]:
     """Events ``(type, tag, elapsed µs, index)``, as the profiler lists them (in time order)
     over ``runs`` runs → ``(label, mean ms)`` per operator, in execution order. XNNPACK
