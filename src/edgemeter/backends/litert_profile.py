@@ -32,8 +32,8 @@ _CPU = 1  # kLiteRtHwAcceleratorCpu
 
 
 class _MemoryUsage(ctypes.Structure):
-    # Three int64 in the library ai-edge-litert 2.3.0 ships (events 104 bytes apart, read from
-    # its output), where the C header of the time declares two: a short array is overrun.
+    # Three int64 in the library ai-edge-litert 2.3.0 ships (its events lie 104 bytes apart),
+    # where LiteRT's C header declares two: an array sized by the header is overrun.
     _fields_ = [("max_rss_kb", ctypes.c_int64), ("total_allocated_bytes", ctypes.c_int64),
                 ("in_use_allocated_bytes", ctypes.c_int64)]
 
@@ -191,21 +191,20 @@ def operator_class(tag: str) -> str:
 # A model op → the operator kinds its first operator may be and the rest; ops not named here
 # are element-wise. XNNPACK folds some ops into their producer (a Relu after a Conv), which then
 # get no operator.
-_OPS: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
-for ops, first, rest in (
-        (("Conv", "ConvTranspose"), {"conv", "fc", "dwconv"}, set()),
-        (("Gemm", "MatMul"), {"fc"}, set()),
-        (("MaxPool", "AveragePool"), {"pool"}, set()),
-        (("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceSum", "ReduceMax",
-          "ReduceMin"), {"reduce", "pool"}, set()),
-        (("Softmax",), {"softmax"}, set()),
-        (("LayerNormalization",), {"reduce"}, {"reduce", "elt"}),
-        (("Pad",), {"pad", "move"}, set()),
-        (("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split",
-          "Slice", "Gather", "Resize", "Identity", "Expand", "Tile", "DepthToSpace",
-          "SpaceToDepth"), {"move"}, {"move"})):
-    for op in ops:
-        _OPS[op] = (frozenset(first), frozenset(rest))
+_OP_KINDS: tuple[tuple[tuple[str, ...], set[str], set[str]], ...] = (
+    (("Conv", "ConvTranspose"), {"conv", "fc", "dwconv"}, set()),
+    (("Gemm", "MatMul"), {"fc"}, set()),
+    (("MaxPool", "AveragePool"), {"pool"}, set()),
+    (("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceSum", "ReduceMax",
+      "ReduceMin"), {"reduce", "pool"}, set()),
+    (("Softmax",), {"softmax"}, set()),
+    (("LayerNormalization",), {"reduce"}, {"reduce", "elt"}),
+    (("Pad",), {"pad", "move"}, set()),
+    (("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice",
+      "Gather", "Resize", "Identity", "Expand", "Tile", "DepthToSpace", "SpaceToDepth"),
+     {"move"}, {"move"}))
+_OPS = {op: (frozenset(first), frozenset(rest))
+        for ops, first, rest in _OP_KINDS for op in ops}
 _ELEMENTWISE = (frozenset({"elt"}), frozenset({"elt"}))
 # The most operators one model op runs (a LayerNormalization: eight or nine).
 _MOST_PER_OP = 10
