@@ -46,7 +46,6 @@ class LiteRTRunner(Runner):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         self.backend, self.model, self.source = backend, model, source
-        label = source.name
         try:
             # AUTO = built-in kernels with the default delegates, which is XNNPACK on CPU.
             self.interpreter = Interpreter(
@@ -54,7 +53,7 @@ class LiteRTRunner(Runner):
                 experimental_op_resolver_type=OpResolverType.AUTO)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"litert rejects {label}: {exc}") from None
+            raise ModelError(f"litert rejects {source.name}: {exc}") from None
         rng = np.random.default_rng(0)
         for detail in self.interpreter.get_input_details():
             dtype = np.dtype(detail["dtype"])
