@@ -79,10 +79,7 @@ class LiteRTRunner(Runner):
         from edgemeter.backends.litert_profile import operator_origins, operator_times
         from edgemeter.importers import load_graph
 
-        with tempfile.TemporaryDirectory(prefix="edgemeter-litert-") as tmp:
-            path = Path(tmp) / "model.tflite"
-            path.write_bytes(self.model)
-            times = operator_times(path, runs, self.backend.threads)
+        times = operator_times(self.model, runs, self.backend.threads)
         self.origins = operator_origins(load_graph(self.source), [label for label, _ in times])
         return dict(times)
 
