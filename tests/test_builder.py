@@ -204,6 +204,34 @@ def test_fusion_test_writes_rules_that_detection_loads(tmp_path):
     assert [k.type for k in detect(load_graph(tmp_path / "k.onnx"), rules)] == ["conv-relu"]
 
 
+def test_the_second_op_alone_runs_on_the_tensor_the_first_makes():
+    from edgemeter.builder.fusion_test import output_shape
+
+    assert output_shape("relu", 16, 8) is None
+    assert output_shape("global-avgpool", 16, 8) == (1, 8, 1, 1)
+    assert output_shape("convtranspose", 16, 8) == (1, 8, 32, 32)
+    assert output_shape("concat", 16, 8) == (1, 16, 16, 16)
+
+
+def test_litert_fusion_is_read_from_the_operators_it_runs(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    from edgemeter.builder.fusion_test import executed_nodes, test_model
+
+    create_workspace(tmp_path, "litert-xnnpack")
+    ws = load_workspace(tmp_path)
+
+    def count(*ops: str) -> int:
+        path = tmp_path / f"{'-'.join(ops)}.onnx"
+        onnx.save(test_model(ops, 16, 8, 0), path)
+        return executed_nodes(ws, path)
+
+    # XNNPACK runs a Relu as its conv's output clamp, but an ADD's fused Relu as a Clamp
+    # operator of its own; a BatchNormalization alone is a Multiply and an Add.
+    assert (count("conv"), count("relu"), count("add"), count("bn")) == (1, 1, 1, 2)
+    assert count("conv", "relu") == 1
+    assert count("add", "relu") == 2
+
+
 def test_only_a_clear_timing_disagrees_with_the_graph():
     from edgemeter.builder.fusion_test import PairResult
 

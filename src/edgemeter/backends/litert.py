@@ -30,14 +30,19 @@ class LiteRTXNNPACK(Backend):
                 "precision": "f32", "device": "CPU (XNNPACK)"}
 
     def load(self, model_path: Path) -> Runner:
+        return LiteRTRunner(self, self.tflite(model_path), model_path)
+
+    @staticmethod
+    def tflite(model_path: Path) -> bytes:
+        """The model as LiteRT runs it: a .tflite file as it is, an ONNX model converted."""
         if model_path.suffix.lower() == ".tflite":
-            return LiteRTRunner(self, model_path.read_bytes(), model_path)
+            return model_path.read_bytes()
         from edgemeter.converters.tflite import onnx_to_tflite
 
         with tempfile.TemporaryDirectory(prefix="edgemeter-litert-") as tmp:
             tflite_path = Path(tmp) / f"{model_path.stem}.tflite"
             onnx_to_tflite(model_path, tflite_path)
-            return LiteRTRunner(self, tflite_path.read_bytes(), model_path)
+            return tflite_path.read_bytes()
 
 
 class LiteRTRunner(Runner):

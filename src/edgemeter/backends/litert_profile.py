@@ -17,8 +17,11 @@ never a pool), which is what lets per-operator times become in-context kernel ti
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -55,6 +58,22 @@ def _library() -> ctypes.CDLL:
     return ctypes.CDLL(str(Path(ai_edge_litert.__file__).with_name("libLiteRt.so")))
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """The library logs its set-up (accelerator registry, INFO lines) to the process's stderr at
+    every compilation: dozens of lines per model, none for the user; failures come back as
+    statuses."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _call(name: str, *args) -> None:
     status = getattr(_library(), name)(*args)
     if status != 0:
@@ -74,10 +93,15 @@ def _opaque_toml(options: ctypes.c_void_p, identifier: bytes, toml: str, keep: l
 
 
 def operator_times(model: bytes, runs: int, threads: int = 1) -> list[tuple[str, float]]:
-    """``(label, ms)`` of every operator of the .tflite ``model`` in execution order, the mean over ``runs`` profiled
-    runs after one warm-up; labels are ``p<partition>.<index> <tag>`` for XNNPACK operators
+    """``(label, ms)`` of every operator of the .tflite ``model`` in execution order, the mean
+    over ``runs`` profiled runs after one warm-up; labels are ``p<partition>.<index> <tag>`` for XNNPACK operators
     (partitions counted from 1 in execution order) and ``op<index> <tag>`` for builtin ops
     (index: the TFLite op's)."""
+    with _quiet_stderr():
+        return _operator_times(model, runs, threads)
+
+
+def _operator_times(model: bytes, runs: int, threads: int) -> list[tuple[str, float]]:
     P = ctypes.c_void_p
     made: list[tuple[str, ctypes.c_void_p]] = []  # (its destroy function, handle), in order
 

@@ -2,14 +2,17 @@
 
 For every pair ``a → b`` (``b`` consumes ``a``'s only output) the tester builds three models —
 ``a`` alone, ``b`` alone, ``a → b`` — and measures them through the workspace store. With ``T0``
-the time of a trivial model (what any model costs: the call, input and output), a fused pair
+the time of a trivial model (what any model costs), a fused pair
 hides most of the cheaper op's own time, a separate pair none of it::
 
     saving = (T(a) + T(b) − T0 − T(a→b)) / max(min(T(a), T(b)) − T0, 2·noise)
 
-``T0`` is a Reshape of the test tensor: what every test model pays once (call, input and output
-copies). Element-wise ops on tensors of this size cost little more than that, so their own time
-is often within the noise; the saving is then unclear and the graph decides.
+``T0`` is one Relu on a single number: the call every test model pays once (about 4 µs on
+onnxruntime, 0.5 µs on LiteRT). A model that only moves the test tensor is no baseline: its
+copy costs as much as an element-wise op (onnxruntime) or more (LiteRT: a Transpose and a
+copy), which made element-wise ops look free and their pairs slower together than apart.
+``b`` alone runs on the tensor ``a`` makes. When an own time stays within the noise, the
+saving is unclear and the graph decides.
 
 It is "fused" when the saving is above ``margin`` by more than twice its standard error, "not
 fused" when below by as much; otherwise the pair is measured again (new weights, a new process)
@@ -18,10 +21,12 @@ error comes from each measurement's own spread (IQR of its samples) and, from th
 on, from the spread between repeats.
 
 Where the runtime shows the graph it executes (onnxruntime's optimised model, OpenVINO's runtime
-model), the tester also counts compute nodes: fewer for ``a → b`` than for ``a`` and ``b`` apart
-means fused. The graph is the decision when there is one (it is exact); disagreements with the
-timing are reported. The multiple-outbound case (``a`` feeding two consumers) decides the rules'
-``multiple_consumers`` policy. Output: a rules YAML in the format of
+model, the operators LiteRT's profiler reports for XNNPACK), the tester also counts compute
+nodes: fewer for ``a → b`` than for ``a`` and ``b`` apart means fused. The graph is the
+decision when there is one (it is exact); disagreements with the timing are reported: an
+element-wise op right after its producer often costs less than alone (its input is still in
+the cache) without being fused. The multiple-outbound case (``a`` feeding two consumers)
+decides the rules' ``multiple_consumers`` policy. Output: a rules YAML in the format of
 :mod:`edgemeter.kernels.rules`, with the patterns of the backend's shipped rules (multi-op
 patterns are not tested) and the pairs found here.
 """
@@ -83,12 +88,14 @@ def add_op(g: GraphBuilder, op: str, x: str, other: str | None = None) -> str:
 
 
 def test_model(ops: list[str] | tuple[str, ...], hw: int, channels: int, seed: int,
-               branches: tuple[str, ...] = (), operand: str | None = None) -> Any:
-    """``ops`` chained after one input; ``branches`` are extra consumers of the first op;
-    ``operand``: the op that makes the second operand of binary ops, on an input of its own
-    (on the same input, onnxruntime merges it with a weightless first op)."""
+               branches: tuple[str, ...] = (), operand: str | None = None,
+               shape: tuple[int, ...] | None = None) -> Any:
+    """``ops`` chained after one input (of ``shape``, else ``[1, channels, hw, hw]``);
+    ``branches`` are extra consumers of the first op; ``operand``: the op that makes the second
+    operand of binary ops, on an input of its own (on the same input, onnxruntime merges it with
+    a weightless first op)."""
     g = GraphBuilder(seed, name="-".join(ops))
-    x = g.input([1, channels, hw, hw])
+    x = g.input(list(shape) if shape else [1, channels, hw, hw])
     other = add_op(g, operand, g.input(g.shapes[x])) if operand else None
     first = y = add_op(g, ops[0], x, other)
     for op in ops[1:]:
@@ -97,6 +104,13 @@ def test_model(ops: list[str] | tuple[str, ...], hw: int, channels: int, seed: i
     for op in branches:
         g.output(add_op(g, op, first))
     return g.model()
+
+
+def output_shape(op: str, hw: int, channels: int) -> tuple[int, ...] | None:
+    """The shape test op ``op`` makes of the test tensor; None where it keeps it."""
+    dims = test_model((op,), hw, channels, 0).graph.output[0].type.tensor_type.shape.dim
+    shape = tuple(d.dim_value for d in dims)
+    return None if shape == (1, channels, hw, hw) else shape
 
 
 def valid_pair(a: str, b: str) -> bool:
@@ -152,43 +166,47 @@ class _Tester:
 
     @staticmethod
     def name(ops: tuple[str, ...], branches: tuple[str, ...] = (),
-             operand: str | None = None) -> str:
+             operand: str | None = None, shape: tuple[int, ...] | None = None) -> str:
         """A test model's name, without its seed."""
         return ("-".join(ops) + ("+" + "+".join(branches) if branches else "")
-                + (f"~{operand}" if operand else ""))
+                + (f"~{operand}" if operand else "")
+                + ("@" + "x".join(map(str, shape)) if shape else ""))
 
     def model(self, ops: tuple[str, ...], seed: int, branches: tuple[str, ...] = (),
-              operand: str | None = None) -> Path:
-        model = test_model(ops, self.cfg["hw"], self.cfg["channels"], seed, branches, operand)
+              operand: str | None = None, shape: tuple[int, ...] | None = None) -> Path:
+        model = test_model(ops, self.cfg["hw"], self.cfg["channels"], seed, branches, operand,
+                           shape)
         return collect.save_model(
-            model, self.folder / f"{self.name(ops, branches, operand)}-r{seed}.onnx")
+            model, self.folder / f"{self.name(ops, branches, operand, shape)}-r{seed}.onnx")
 
-    def time(self, ops: tuple[str, ...], seed: int, operand: str | None = None
-             ) -> tuple[float, float]:
+    def shape_after(self, op: str) -> tuple[int, ...] | None:
+        return output_shape(op, self.cfg["hw"], self.cfg["channels"])
+
+    def time(self, ops: tuple[str, ...], seed: int, operand: str | None = None,
+             shape: tuple[int, ...] | None = None) -> tuple[float, float]:
         """Median ms of a test model and the standard error of that median."""
-        m = self.collector.measure(self.model(ops, seed, operand=operand), profile=False)
+        m = self.collector.measure(self.model(ops, seed, operand=operand, shape=shape),
+                                   profile=False)
         if not m.ok:
             raise RuntimeError(m.error)
         return m.median_ms, _median_stderr(m)
 
     def baseline(self) -> float:
-        """T0: a model that computes nothing on the test tensor (one Reshape): the call and the
-        input and output copies every test model pays once, which grow with the tensor (a
-        tiny model as T0 made every element-wise pair look fused)."""
+        """T0: a model that does next to nothing (one Relu on one number)."""
         g = GraphBuilder(name="baseline")
-        g.output(g.reshape(g.input([1, self.cfg["channels"], self.cfg["hw"], self.cfg["hw"]])))
+        g.output(g.apply("relu", g.input([1, 1, 1, 1])))
         path = collect.save_model(g.model(), self.folder / "baseline.onnx")
         m = self.collector.measure(path, profile=False)
         if not m.ok:
-            raise collect.BackendFailure(f"the backend cannot run a one-Reshape model: "
-                                         f"{m.error}")
+            raise collect.BackendFailure(f"the backend cannot run a one-Relu model: {m.error}")
         return m.median_ms
 
     def compute_nodes(self, ops: tuple[str, ...], branches: tuple[str, ...] = (),
-                      operand: str | None = None) -> int | None:
-        key = self.name(ops, branches, operand)
+                      operand: str | None = None, shape: tuple[int, ...] | None = None
+                      ) -> int | None:
+        key = self.name(ops, branches, operand, shape)
         if key not in self.graph_counts:
-            path = self.model(ops, 0, branches, operand)
+            path = self.model(ops, 0, branches, operand, shape)
             self.graph_counts[key] = executed_nodes(self.ws, path)
         return self.graph_counts[key]
 
@@ -198,12 +216,15 @@ class _Tester:
         errors: list[float] = []
         # A binary b takes its other operand from a sibling of a, so the pair model runs a
         # twice. b alone adds two model inputs: with a's sibling there, a runtime would fuse b
-        # into it (OpenVINO does) and b would look free.
+        # into it (OpenVINO does) and b would look free. b alone runs on the tensor a makes
+        # (a global pool's 64 numbers, not the test tensor's 200,000).
         copies = 2 if b in BINARY else 1
-        models = (((a,), None), ((b,), None), ((a, b), a if copies == 2 else None))
+        models = (((a,), None, None), ((b,), None, self.shape_after(a)),
+                  ((a, b), a if copies == 2 else None, None))
         try:
             for seed in range(self.cfg["max_repeats"]):
-                (ta, ea), (tb, eb), (tab, eab) = (self.time(ops, seed, o) for ops, o in models)
+                (ta, ea), (tb, eb), (tab, eab) = (self.time(ops, seed, o, shape)
+                                                  for ops, o, shape in models)
                 noise = math.sqrt((copies * ea) ** 2 + eb ** 2 + eab ** 2)
                 # An own time under the noise cannot be told from zero: divide by the noise
                 # then, so that the saving stays unclear instead of exploding.
@@ -222,7 +243,7 @@ class _Tester:
                     break
         except RuntimeError as exc:
             result.error = str(exc)
-        counts = [self.compute_nodes(ops, operand=o) for ops, o in models]
+        counts = [self.compute_nodes(ops, operand=o, shape=shape) for ops, o, shape in models]
         if None not in counts:
             result.graph = counts[2] < copies * counts[0] + counts[1]
         return result
@@ -245,6 +266,8 @@ def executed_nodes(ws: Workspace, path: Path) -> int | None:
             return _ort_nodes(ws, path)
         if backend.startswith("openvino"):
             return _openvino_nodes(ws, path)
+        if backend.startswith("litert"):
+            return _litert_nodes(ws, path)
     except Exception:  # a runtime that cannot show this model's graph: timing decides
         return None
     return None
@@ -278,6 +301,18 @@ def _openvino_nodes(ws: Workspace, path: Path) -> int:
     runtime_model = backend.compile(path).get_runtime_model()
     return sum(1 for op in runtime_model.get_ordered_ops()
                if op.get_rt_info()["layerType"].astype(str) not in _PLUMBING)
+
+
+def _litert_nodes(ws: Workspace, path: Path) -> int:
+    """Operators of one profiled run: a TFLite op's fused activation that XNNPACK still runs as
+    a Clamp of its own (an ADD's) counts, as it costs a pass over the tensor; copies and
+    reshapes do not."""
+    from edgemeter.backends import get_backend
+    from edgemeter.backends.litert_profile import operator_class, operator_times
+
+    backend = get_backend(ws.backend["backend"], **ws.backend_config())
+    labels = [label for label, _ in operator_times(backend.tflite(path), 1, backend.threads)]
+    return sum(1 for label in labels if operator_class(label.split(" ", 1)[1]) != "move")
 
 
 def pairs_to_test(ops: list[str]) -> list[tuple[str, str]]:
@@ -319,11 +354,13 @@ def _multiple_consumers(tester: _Tester, results: list[PairResult], t0: float) -
     if fused is None:
         return "stop"
     other = "sigmoid" if fused.second != "sigmoid" else "relu"
-    apart = [tester.compute_nodes((op,)) for op in (fused.first, fused.second, other)]
+    alone = [((fused.first,), None)] + [((op,), tester.shape_after(fused.first))
+                                        for op in (fused.second, other)]
+    apart = [tester.compute_nodes(ops, shape=shape) for ops, shape in alone]
     together = tester.compute_nodes((fused.first, fused.second), (other,))
     if None not in apart and together is not None:
         return "fuse-first" if together < sum(apart) else "stop"
-    t_apart = sum(tester.time((op,), 0)[0] for op in (fused.first, fused.second, other)) - 2 * t0
+    t_apart = sum(tester.time(ops, 0, shape=shape)[0] for ops, shape in alone) - 2 * t0
     t_together = tester.time((fused.first, fused.second), 0, (other,))[0]
     return "fuse-first" if t_together < (1 - tester.cfg["margin"]) * t_apart else "stop"
 
