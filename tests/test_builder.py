@@ -197,6 +197,7 @@ def test_fusion_test_writes_rules_that_detection_loads(tmp_path):
     assert {(p.first, p.second) for p in result.pairs} >= {("conv", "relu"), ("relu", "add")}
     figures = json.loads((tmp_path / "results" / "fusion_test.json").read_text())
     assert all(p["repeats"] >= 1 and p["graph"] is not None for p in figures["pairs"])
+    assert 0 < figures["baseline_ms"] < 1  # one Relu on a number: the call
     assert taken > 0
     # Detection with the measured rules fuses the conv and its ReLU.
     onnx.save(emit({"type": "conv-relu", "HW": 8, "CIN": 8, "COUT": 8, "KERNEL_SIZE": 3,

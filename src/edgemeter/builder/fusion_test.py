@@ -11,8 +11,8 @@ hides most of the cheaper op's own time, a separate pair none of it::
 onnxruntime, 0.5 µs on LiteRT). A model that only moves the test tensor is no baseline: its
 copy costs as much as an element-wise op (onnxruntime) or more (LiteRT: a Transpose and a
 copy), which made element-wise ops look free and their pairs slower together than apart.
-``b`` alone runs on the tensor ``a`` makes. When an own time stays within the noise, the
-saving is unclear and the graph decides.
+``b`` alone runs on the tensor ``a`` makes. When the cheaper op's own time is within the
+noise, there is nothing for a fusion to hide: the saving is unclear and the graph decides.
 
 It is "fused" when the saving is above ``margin`` by more than twice its standard error, "not
 fused" when below by as much; otherwise the pair is measured again (new weights, a new process)
@@ -146,6 +146,7 @@ class FusionTestResult:
     path: Path                           # the rules YAML
     pairs: list[PairResult] = field(default_factory=list)
     multiple_consumers: str = "stop"
+    baseline_ms: float | None = None     # T0
 
     def disagreements(self) -> list[PairResult]:
         return [p for p in self.pairs if p.disagree]
@@ -226,9 +227,12 @@ class _Tester:
                 (ta, ea), (tb, eb), (tab, eab) = (self.time(ops, seed, o, shape)
                                                   for ops, o, shape in models)
                 noise = math.sqrt((copies * ea) ** 2 + eb ** 2 + eab ** 2)
-                # An own time under the noise cannot be told from zero: divide by the noise
-                # then, so that the saving stays unclear instead of exploding.
-                own = max(min(ta, tb) - t0, 2 * noise, 1e-6)
+                # An own time under the noise cannot be told from zero: a fusion has nothing
+                # to hide and the timing cannot judge the pair (the graph, where there is one,
+                # does). Dividing by the noise then keeps the saving finite.
+                own_time = min(ta, tb) - t0
+                judged = own_time >= 2 * noise
+                own = max(own_time, 2 * noise, 1e-6)
                 savings.append((copies * (ta - t0) + tb - tab) / own)
                 errors.append(noise / own)
                 mean = statistics.fmean(savings)
@@ -237,9 +241,9 @@ class _Tester:
                     se = max(se, statistics.stdev(savings) / math.sqrt(len(savings)))
                 margin = self.cfg["margin"]
                 result.saving, result.stderr, result.repeats = mean, se, len(savings)
-                result.clear = abs(mean - margin) > 2 * se
+                result.clear = judged and abs(mean - margin) > 2 * se
                 result.timing = mean > margin
-                if result.clear:
+                if result.clear or not judged:
                     break
         except RuntimeError as exc:
             result.error = str(exc)
@@ -333,7 +337,7 @@ def run_fusion_test(ws: Workspace, collector: collect.Collector,
         results.append(tester.pair(a, b, t0))
     multiple = _multiple_consumers(tester, results, t0)
     ws.subdir("results")
-    out = FusionTestResult(ws.path / RULES_FILE, results, multiple)
+    out = FusionTestResult(ws.path / RULES_FILE, results, multiple, t0)
     write_rules(out, ws)
     for p in out.disagreements():
         log(f"fusion {p.first}→{p.second}: graph says {'fused' if p.graph else 'separate'}, "
@@ -399,4 +403,5 @@ def write_rules(result: FusionTestResult, ws: Workspace) -> None:
     result.path.write_text(header + yaml.safe_dump(data, sort_keys=False))
     figures = [{**asdict(p), "fused": p.fused, "disagree": p.disagree} for p in result.pairs]
     result.path.with_name("fusion_test.json").write_text(json.dumps(
-        {"multiple_consumers": result.multiple_consumers, "pairs": figures}, indent=2) + "\n")
+        {"multiple_consumers": result.multiple_consumers, "baseline_ms": result.baseline_ms,
+         "pairs": figures}, indent=2) + "\n")
