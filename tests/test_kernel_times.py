@@ -80,6 +80,30 @@ def test_inserted_nodes_go_to_the_kernel_they_feed_else_the_one_feeding_them(tmp
     assert result.unattributed == {}
 
 
+def test_a_node_the_runtime_made_by_decomposing_goes_to_the_untimed_kernel_it_replaces(tmp_path):
+    graph = load_graph(tiny_onnx(tmp_path / "tiny.onnx"))  # conv1 relu1 pool flatten fc
+    kernels = [Kernel("conv-relu", ["conv1", "relu1"]), Kernel("global-avgpool", ["pool"]),
+               Kernel("data-movement", ["flatten"]), Kernel("fc", ["fc"])]
+    # As OpenVINO runs a LayerNormalization as "MVN_14515": the pool under a name of the
+    # runtime's own, the flatten skipped, a reorder between the conv and the new node.
+    node_times = {"conv1": 1.0, "reorder_7": 0.5, "ReduceMean_5": 0.25, "fc": 2.0}
+    origins = {"conv1": ["conv1", "relu1"], "reorder_7": [], "ReduceMean_5": ["ReduceMean_5"],
+               "fc": ["fc"]}
+    inputs = {"conv1": [], "reorder_7": ["conv1"], "ReduceMean_5": ["reorder_7"],
+              "fc": ["ReduceMean_5"]}
+    result = kernel_times(graph, kernels, node_times, origins, inputs)
+
+    assert [k["latency_ms"] for k in result.kernels] == [1.0, 0.25, 0.0, 2.5]
+    assert result.kernels[1]["runtime_nodes"] == ["ReduceMean_5"]
+    # The reorder has no originals: inserted, it goes to the kernel it feeds (through the
+    # renamed node, which is not a kernel's own yet), as before.
+    assert result.reattributed == {"reorder_7": 0.5, "ReduceMean_5": 0.25}
+    # With every kernel timed, a renamed node is charged like an inserted one.
+    node_times["pool"], origins["pool"] = 0.125, ["pool"]
+    result = kernel_times(graph, kernels, node_times, origins, inputs)
+    assert [k["latency_ms"] for k in result.kernels] == [1.0, 0.125, 0.0, 2.75]
+
+
 def test_node_times_are_medians_over_the_profiled_runs():
     def run(ts, nodes):  # a model_run event and its node events, as onnxruntime writes them
         events = [{"cat": "Session", "name": "model_run", "ts": ts, "dur": 1000}]

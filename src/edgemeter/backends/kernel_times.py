@@ -16,7 +16,10 @@ A node the runtime inserted itself (a layout reorder, a precision convert) execu
 node, but the model pays for it in context: models with SE blocks spend 15-18% of onnxruntime's
 time in NCHWc reorders. Its time goes to the kernel that consumes its output, following the
 runtime graph's edges (``node_inputs``: runtime node -> runtime nodes feeding it), else to the
-kernel that produces its input; only what neither reaches stays unattributed.
+kernel that produces its input; only what neither reaches stays unattributed. A node the
+runtime made from a model node it decomposed carries an original name the model does not have
+(OpenVINO turns a LayerNormalization into ``MVN_14515``): its time goes to the kernel that no
+runtime node executes and that sits between its neighbours' kernels, where there is one.
 
 Time is never dropped: per-kernel times plus ``unattributed_ms`` equal the sum of the runtime's
 per-node times. A runtime node that executes nodes of several kernels (the runtime fused more
@@ -66,6 +69,11 @@ class _Resolver:
         self.nodes = {node.name for node in graph.nodes}
         self.producer = {out: node.name for node in graph.nodes for out in node.outputs}
         self.origins = origins or {}
+
+    def renamed(self, runtime_name: str) -> bool:
+        """The runtime lists originals for the node, none of them in the model: it made the
+        node from a model node it decomposed, under a name of its own."""
+        return bool(self.origins.get(runtime_name))
 
     def __call__(self, runtime_name: str) -> list[str]:
         # A runtime that lists the originals (OpenVINO) is believed, even when it lists none
@@ -117,13 +125,16 @@ def kernel_times(graph: Graph, kernels: list[Any], node_times: dict[str, float],
     runtime_nodes: list[list[str]] = [[] for _ in kernels]
     result = KernelTimes([], total_ms=sum(node_times.values()))
     feeds = _consumers(inputs or {})
+    untimed = _untimed_successors(graph, kernels, owner, flops, shares)
     for runtime_name, ms in node_times.items():
         share = shares.get(runtime_name)
         if share is None:
+            after = _nearest(runtime_name, feeds, shares)
+            before = _nearest(runtime_name, inputs or {}, shares)
             # The consumer needs the layout the node makes; a graph output has none, so the
             # producer, whose result is reordered, pays.
-            share = (_nearest(runtime_name, feeds, shares)
-                     or _nearest(runtime_name, inputs or {}, shares))
+            share = ((resolve.renamed(runtime_name) and _between(before, after, untimed))
+                     or after or before)
             if share is None:
                 result.unattributed[runtime_name] = ms
                 continue
@@ -134,6 +145,50 @@ def kernel_times(graph: Graph, kernels: list[Any], node_times: dict[str, float],
     result.kernels = [{"type": kernel.type, "nodes": list(kernel.nodes), "latency_ms": latency[i],
                        "runtime_nodes": runtime_nodes[i]} for i, kernel in enumerate(kernels)]
     return result
+
+
+def _untimed_successors(graph: Graph, kernels: list[Any], owner: dict[str, int],
+                        flops: dict[str, float], shares: dict[str, dict[int, float]]
+                        ) -> dict[int, dict[int, set[int]]]:
+    """Kernel -> the computing kernels it feeds that no runtime node executes, each with the
+    kernels that one feeds. Kernels without FLOPs the runtime skips (reshapes) are looked
+    through both ways."""
+    timed = {k for share in shares.values() for k in share}
+    work = [0.0] * len(kernels)
+    for name, k in owner.items():
+        work[k] += flops.get(name, 0)
+    producer = {out: owner[node.name] for node in graph.nodes if node.name in owner
+                for out in node.outputs}
+    direct: dict[int, set[int]] = {}
+    for node in graph.nodes:
+        k = owner.get(node.name)
+        for tensor in node.inputs:
+            source = producer.get(tensor)
+            if k is not None and source is not None and source != k:
+                direct.setdefault(source, set()).add(k)
+
+    def reached(k: int) -> set[int]:
+        seen, todo = set(), list(direct.get(k, ()))
+        while todo:
+            j = todo.pop()
+            if j not in seen:
+                seen.add(j)
+                if not work[j] and j not in timed:
+                    todo.extend(direct.get(j, ()))
+        return seen
+
+    return {k: {j: reached(j) for j in reached(k) if work[j] and j not in timed}
+            for k in range(len(kernels))}
+
+
+def _between(before: dict[int, float] | None, after: dict[int, float] | None,
+             untimed: dict[int, dict[int, set[int]]]) -> dict[int, float] | None:
+    """Shares over the untimed computing kernels fed by a kernel of ``before`` and feeding one
+    of ``after``; None if there are none."""
+    if not before or not after:
+        return None
+    found = dict.fromkeys(j for k in before for j, fed in untimed[k].items() if fed & after.keys())
+    return {j: 1 / len(found) for j in found} or None
 
 
 def _consumers(inputs: dict[str, list[str]]) -> dict[str, list[str]]:
