@@ -3,6 +3,7 @@
     python scripts/build_predictors.py                      # all four, 30 min each
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --budget 45m
     python scripts/build_predictors.py --priors             # regenerate data/priors/ first
+    python scripts/build_predictors.py --repack             # the shipped ones in today's format
 
 Each target is an ordinary builder workspace (under --workdir, kept between runs, so an
 interrupted rebuild resumes without re-measuring); its package is then written, zipped, to
@@ -61,8 +62,8 @@ def ship(package: Path, name: str) -> Path:
     folder, target = SHIPPED / name / VERSION, SHIPPED / name / f"{VERSION}.zip"
     if folder.exists():
         shutil.rmtree(folder)
-    target.unlink(missing_ok=True)
-    return save_package(load_package(package), target)
+    # Written beside the target and moved over it: the package may be the shipped zip itself.
+    return save_package(load_package(package), target, overwrite=True)
 
 
 def main() -> None:
@@ -76,6 +77,9 @@ def main() -> None:
                         help="rewrite the workspaces' configs (measurements are kept)")
     parser.add_argument("--priors", action="store_true",
                         help="first recompute src/edgemeter/data/priors/ from the zoo")
+    parser.add_argument("--repack", action="store_true",
+                        help="measure nothing: write the shipped packages again in the current "
+                             "file format (after a format change)")
     args = parser.parse_args()
 
     if args.priors:
@@ -83,8 +87,9 @@ def main() -> None:
         written = sampling.write_priors(sampling.compute_priors(), sampling.priors_dir())
         print(f"priors: {', '.join(p.name for p in written)}")
     for name in args.only or list(TARGETS):
-        target = build_target(name, args.workdir, args.budget, args.fresh_configs)
-        print(f"shipped: {target}")
+        target = (ship(SHIPPED / name / f"{VERSION}.zip", name) if args.repack
+                  else build_target(name, args.workdir, args.budget, args.fresh_configs))
+        print(f"shipped: {target} ({target.stat().st_size / 1e6:.1f} MB)")
     (SHIPPED / "index.json").write_text(json.dumps({"default": DEFAULT}, indent=2) + "\n")
     size = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
     print(f"shipped predictors: {size / 1e6:.1f} MB in {SHIPPED}")

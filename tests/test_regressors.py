@@ -161,7 +161,8 @@ def test_load_refuses_object_arrays_and_pickles(data, tmp_path):
 
 @pytest.mark.parametrize("damage, message", [
     (lambda a: a.pop("threshold"), "missing arrays: threshold"),
-    (lambda a: a.__setitem__("left", np.where(a["left"] > 0, 0, a["left"])), "points backwards"),
+    (lambda a: a.__setitem__("right", np.zeros_like(a["right"])), "points backwards"),
+    (lambda a: a.__setitem__("value", a["value"][1:]), "split and leaf arrays do not match"),
     (lambda a: a.__setitem__("feature", np.where(a["feature"] >= 0, 9, -1)), "outside 0..5"),
     (lambda a: a.__setitem__("value", a["value"].astype(np.int32)), "not a float array"),
     (lambda a: a.__setitem__("meta", np.array(json.dumps(
@@ -180,6 +181,33 @@ def test_load_refuses_malformed_trees(data, damage, message):
     damage(arrays)
     with pytest.raises(ModelError, match=message):
         load_regressor(_npz(arrays))
+
+
+def test_files_of_the_first_format_still_load(data):
+    # Format 1 stored all five arrays for every node.
+    X, y = data
+    regressor = ForestRegressor(3).fit(X, y, feature_names=FEATURES)
+    forest = regressor.forest_
+    arrays = dict(_arrays(regressor), feature=forest.feature.astype(np.int32),
+                  threshold=forest.threshold.astype(np.float32), left=forest.left.astype(np.int32),
+                  right=forest.right.astype(np.int32), value=forest.value.astype(np.float32))
+    arrays["meta"] = np.array(json.dumps(dict(json.loads(str(arrays["meta"])),
+                                              format="edgemeter-regressor/1")))
+    loaded = load_regressor(_npz(arrays))
+    np.testing.assert_allclose(loaded.predict(X), regressor.predict(X), rtol=1e-6)
+    del arrays["left"]
+    with pytest.raises(ModelError, match="missing arrays: left"):
+        load_regressor(_npz(arrays))
+
+
+def test_stored_trees_take_a_split_or_a_leaf_entry_per_node(data):
+    X, y = data
+    regressor = ForestRegressor(3).fit(X, y, feature_names=FEATURES)
+    arrays, n_nodes = _arrays(regressor), regressor.forest_.n_nodes
+    n_splits = int(np.count_nonzero(arrays["feature"] >= 0))
+    assert arrays["feature"].dtype == np.int16 and arrays["feature"].size == n_nodes
+    assert arrays["right"].size == arrays["threshold"].size == n_splits
+    assert arrays["value"].size == n_nodes - n_splits and "left" not in arrays
 
 
 def test_metrics_on_hand_computed_example():

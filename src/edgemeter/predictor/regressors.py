@@ -1,7 +1,8 @@
 """Kernel latency regressors: tree ensembles trained with scikit-learn, run with numpy alone.
 
 Training uses scikit-learn (the ``train`` extra). Once fitted, an ensemble is exported to plain
-arrays (per node: feature, threshold, left, right, value) and every prediction — right after
+arrays (per node: feature, threshold, left, right, value; stored per split and per leaf, see
+:meth:`TreeRegressor.to_arrays`) and every prediction — right after
 ``fit`` or after ``load`` — goes through the same vectorised numpy evaluator, so a predictor
 package needs neither scikit-learn nor pickle: it is data, and loading it executes no code.
 
@@ -25,7 +26,9 @@ from numpy.typing import ArrayLike
 
 from edgemeter.errors import ConfigError, ModelError, import_extra
 
-FORMAT = "edgemeter-regressor/1"
+FORMAT = "edgemeter-regressor/2"
+# Files that stored every array for every node (twice the bytes): still read.
+_FORMAT_1 = "edgemeter-regressor/1"
 # Pairs (row, tree) walked at once: working arrays stay around 10 MB, whatever the batch size.
 _PAIRS_PER_CHUNK = 1 << 18
 # A real forest takes a few MB; refuse to inflate anything beyond this.
@@ -339,19 +342,27 @@ class TreeRegressor:
     # -- serialisation: plain arrays in an .npz, loaded with allow_pickle=False ------------
 
     def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted ensemble as plain arrays. Trees are stored depth first, so a split's left
+        child is the node after it: only right children are kept, thresholds for splits and
+        values for leaves only (``feature`` -1 marks a leaf). Half the bytes of five arrays
+        over every node."""
         forest = self.forest_
+        split = forest.left >= 0
+        if np.any(forest.left[split] != np.flatnonzero(split) + 1):
+            raise ValueError("trees not stored depth first: a left child does not follow its "
+                             "parent")
         meta = {"format": FORMAT, "algo": self.algo, "params": self.get_params(),
                 "offset": forest.offset, "scale": forest.scale,
                 "baseline": asdict(self.baseline_) if self.baseline_ else None}
         return {
             "meta": np.array(json.dumps(meta)),
             "feature_names": np.array(self.feature_names_, dtype=str),
-            "feature": forest.feature.astype(np.int32),
-            "threshold": _float32_floor(forest.threshold),
-            "left": forest.left.astype(np.int32),
-            "right": forest.right.astype(np.int32),
+            "feature": forest.feature.astype(np.int16 if self.n_features_in_ < 1 << 15
+                                             else np.int32),
+            "right": forest.right[split].astype(np.int32),
+            "threshold": _float32_floor(forest.threshold[split]),
             # float32 leaves: 1e-7 relative, far below timing noise; half the bytes.
-            "value": forest.value.astype(np.float32),
+            "value": forest.value[~split].astype(np.float32),
             "roots": forest.roots.astype(np.int32),
         }
 
@@ -367,7 +378,7 @@ class TreeRegressor:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> TreeRegressor:
         """Rebuild a fitted regressor from :meth:`to_arrays` output; ValueError if malformed."""
-        missing = {"meta", "feature_names", "feature", "threshold", "left", "right", "value",
+        missing = {"meta", "feature_names", "feature", "threshold", "right", "value",
                    "roots"} - set(arrays)
         if missing:
             raise ValueError(f"missing arrays: {', '.join(sorted(missing))}")
@@ -375,8 +386,10 @@ class TreeRegressor:
             if arrays[key].dtype.kind != "U":
                 raise ValueError(f"'{key}' is not a text array")
         meta = json.loads(str(arrays["meta"][()]))
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, _FORMAT_1):
             raise ValueError(f"not an {FORMAT} file")
+        if meta["format"] == _FORMAT_1 and "left" not in arrays:
+            raise ValueError("missing arrays: left")
         algo_cls = ALGORITHMS.get(meta.get("algo"))
         if algo_cls is None:
             raise ValueError(f"unknown algorithm {meta.get('algo')!r}")
@@ -395,9 +408,13 @@ class TreeRegressor:
                 raise ValueError(f"'{key}' is not a float array")
             return arrays[key].astype(np.float64)
 
-        forest = Forest(ints("feature"), floats("threshold"), ints("left"), ints("right"),
-                        floats("value"), ints("roots"), float(meta["offset"]),
-                        float(meta["scale"]))
+        if meta["format"] == _FORMAT_1:
+            nodes = (ints("feature"), floats("threshold"), ints("left"), ints("right"),
+                     floats("value"))
+        else:
+            nodes = _every_node(ints("feature"), floats("threshold"), ints("right"),
+                                floats("value"))
+        forest = Forest(*nodes, ints("roots"), float(meta["offset"]), float(meta["scale"]))
         names = [str(n) for n in arrays["feature_names"].ravel()]
         forest.validate(len(names))
         baseline = None
@@ -551,6 +568,27 @@ def _check_X(X: ArrayLike) -> np.ndarray:
     if not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinite values")
     return X
+
+
+def _every_node(feature: np.ndarray, threshold: np.ndarray, right: np.ndarray,
+                value: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-node arrays (feature, threshold, left, right, value) from the stored ones: per node
+    ``feature``, per split ``threshold`` and ``right``, per leaf ``value``; the left child of a
+    split is the next node."""
+    split = feature >= 0
+    n_splits = int(np.count_nonzero(split))
+    if feature.ndim != 1 or (right.shape, threshold.shape, value.shape) != (
+            (n_splits,), (n_splits,), (feature.size - n_splits,)):
+        raise ValueError("split and leaf arrays do not match the nodes")
+    nodes = np.arange(feature.size)
+    left = np.where(split, nodes + 1, -1)
+    every_right = np.full(feature.size, -1, dtype=np.intp)
+    every_right[split] = right
+    every_threshold = np.zeros(feature.size)
+    every_threshold[split] = threshold
+    every_value = np.zeros(feature.size)
+    every_value[~split] = value
+    return feature, every_threshold, left, every_right, every_value
 
 
 def _float32_floor(threshold: np.ndarray) -> np.ndarray:
