@@ -42,6 +42,21 @@ def test_generate_index_and_determinism(dataset, tmp_path):
         generate(tmp_path, families=["nosuchnet"])
 
 
+def test_canonical_set_is_each_family_at_its_published_configuration(tmp_path):
+    pytest.importorskip("torch")
+    from edgemeter import zoo
+    from edgemeter.importers import load_graph
+
+    entries = generate(tmp_path, families=FAMILIES, canonical=True, per_family=5, seed=3)
+    assert [e["file"] for e in entries] == [f"models/{f}-canonical.onnx" for f in FAMILIES]
+    for e in entries:
+        assert e["variant"] == {} and e["seed"] is None
+        module, shape = zoo.build(e["family"])
+        assert e["input_shape"] == list(shape)
+        assert load_graph(tmp_path / e["file"]).total_cost().flops == e["flops"]
+    assert generate(tmp_path, families=FAMILIES, canonical=True) == entries
+
+
 def test_measure_then_resume(dataset):
     done = measure(dataset, "onnxruntime-cpu", threads=1, rounds=1, repeats=5, warmup=2)
     assert all(m.ok and m.median_ms > 0 for m in done)

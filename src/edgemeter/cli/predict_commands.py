@@ -144,12 +144,17 @@ def dataset() -> None:
               help="Seed of the variants (use another seed for a held-out set).")
 @click.option("--families", multiple=True, metavar="NAME",
               help="Families to include (repeatable or comma-separated; default: all).")
-def generate(out: Path, per_family: int, seed: int, families: tuple[str, ...]) -> None:
+@click.option("--canonical", is_flag=True,
+              help="Each family once at its published configuration instead of random "
+                   "variants (--per-family and --seed do not apply).")
+def generate(out: Path, per_family: int, seed: int, families: tuple[str, ...],
+             canonical: bool) -> None:
     """Write random variants of the zoo's families as ONNX files plus index.jsonl."""
     from edgemeter.dataset import generate as run
 
     names = [f for item in families for f in item.split(",") if f] or None
-    entries = run(out, per_family=per_family, seed=seed, families=names, progress=True)
+    entries = run(out, per_family=per_family, seed=seed, families=names, progress=True,
+                  canonical=canonical)
     click.echo(f"{len(entries)} models in {out / 'index.jsonl'}")
 
 
