@@ -125,16 +125,18 @@ def kernel_times(graph: Graph, kernels: list[Any], node_times: dict[str, float],
     runtime_nodes: list[list[str]] = [[] for _ in kernels]
     result = KernelTimes([], total_ms=sum(node_times.values()))
     feeds = _consumers(inputs or {})
-    untimed = _untimed_successors(graph, kernels, owner, flops, shares)
+    untimed = None  # built at the first renamed node: most runtimes make none
     for runtime_name, ms in node_times.items():
         share = shares.get(runtime_name)
         if share is None:
             after = _nearest(runtime_name, feeds, shares)
-            before = _nearest(runtime_name, inputs or {}, shares)
+            if resolve.renamed(runtime_name):
+                if untimed is None:
+                    untimed = _untimed_successors(graph, kernels, owner, flops, shares)
+                share = _between(_nearest(runtime_name, inputs or {}, shares), after, untimed)
             # The consumer needs the layout the node makes; a graph output has none, so the
             # producer, whose result is reordered, pays.
-            share = ((resolve.renamed(runtime_name) and _between(before, after, untimed))
-                     or after or before)
+            share = share or after or _nearest(runtime_name, inputs or {}, shares)
             if share is None:
                 result.unattributed[runtime_name] = ms
                 continue

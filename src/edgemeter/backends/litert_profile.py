@@ -94,9 +94,9 @@ def _opaque_toml(options: ctypes.c_void_p, identifier: bytes, toml: str, keep: l
 
 def operator_times(model: bytes, runs: int, threads: int = 1) -> list[tuple[str, float]]:
     """``(label, ms)`` of every operator of the .tflite ``model`` in execution order, the mean
-    over ``runs`` profiled runs after one warm-up; labels are ``p<partition>.<index> <tag>`` for XNNPACK operators
-    (partitions counted from 1 in execution order) and ``op<index> <tag>`` for builtin ops
-    (index: the TFLite op's)."""
+    over ``runs`` profiled runs after one warm-up; labels are ``p<partition>.<index> <tag>``
+    for XNNPACK operators (partitions counted from 1 in execution order) and
+    ``op<index> <tag>`` for builtin ops (index: the TFLite op's)."""
     with _quiet_stderr():
         return _operator_times(model, runs, threads)
 

@@ -3,9 +3,9 @@
 Variant ``i`` of a family under seed ``s`` is drawn from its own generator, seeded with
 ``(s, family, i)``: the same call always writes the same models, a larger ``per_family`` only
 adds models, and another seed gives a held-out set that shares no draw with it. The canonical
-set is each family once at its published configuration (the zoo's default variant): widths
-such as 64, 128, 256, which random widths snapped to multiples of 8 rarely hit and to which
-runtimes are not indifferent.
+set is each family once at its published configuration (the zoo's default variant), with
+widths such as ShuffleNetV2's 116 (split into branches of 58) that random widths, multiples of
+8, never produce and to which runtimes are not indifferent.
 """
 from __future__ import annotations
 
