@@ -239,6 +239,34 @@ def test_litert_fusion_is_read_from_the_operators_it_runs(tmp_path):
     assert count("add", "relu") == 2
 
 
+def test_a_pair_whose_cheaper_op_costs_less_than_the_noise_stays_unclear():
+    from edgemeter.builder.fusion_test import _Tester
+
+    class Timed(_Tester):  # measured times (ms, standard error) by model, no runtime
+        def __init__(self, times):
+            self.cfg = {"hw": 8, "channels": 4, "max_repeats": 3, "margin": 0.5}
+            self.times, self.calls = times, 0
+
+        def time(self, ops, seed, operand=None, shape=None):
+            self.calls += 1
+            return self.times[ops]
+
+        def compute_nodes(self, ops, branches=(), operand=None, shape=None):
+            return None  # no graph: timing alone
+
+    # A global pool's Relu: 0.5 µs alone, as cheap as the call; the pair looks cheaper than the
+    # pool alone by noise. Nothing to judge: unclear after one measurement, not "fused".
+    tiny = Timed({("global-avgpool",): (0.006, 1e-4), ("relu",): (0.0005, 1e-5),
+                  ("global-avgpool", "relu"): (0.0052, 1e-4)})
+    result = tiny.pair("global-avgpool", "relu", t0=0.0005)
+    assert not result.clear and result.repeats == 1 and tiny.calls == 3
+    # A conv's Relu that costs 10 µs alone and nothing in the pair: clearly fused.
+    fused = Timed({("conv",): (0.5, 1e-3), ("relu",): (0.0105, 1e-4),
+                   ("conv", "relu"): (0.5, 1e-3)})
+    result = fused.pair("conv", "relu", t0=0.0005)
+    assert result.clear and result.timing and result.saving == pytest.approx(1.0)
+
+
 def test_only_a_clear_timing_disagrees_with_the_graph():
     from edgemeter.builder.fusion_test import PairResult
 
