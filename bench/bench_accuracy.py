@@ -2,8 +2,8 @@
 predictor's backend, evaluate, print the shares within ±5% and ±10% of the measured median.
 
     .venv/bin/python bench/bench_accuracy.py [--predictor NAME|PATH ...] [--per-family 5]
-        [--seed 5000] [--families a,b] [--rounds 9] [--out bench/results/accuracy]
-        [--truth-twice]
+        [--seed 5000 | --canonical] [--families a,b] [--rounds 9]
+        [--out bench/results/accuracy] [--truth-twice]
 
 Each measurement interleaves the models' rounds (``dataset measure``'s default). Besides the
 shares and RMSPE, each line gives the figures blind to a factor shared by every model (the
@@ -13,7 +13,8 @@ within ±10% once divided by it, and Kendall's rank correlation.
 Without ``--predictor``, every shipped predictor is evaluated. The dataset folder is reused
 between runs (generation and measurement resume), so a second run only re-predicts. Builds
 train on zoo variants of seeds 1000 and 1001 (build.yaml's ``zoo_seed``) drawn by another
-scheme; the default seed 5000 keeps this set apart from them.
+scheme; the default seed 5000 keeps this set apart from them. ``--canonical`` judges on each
+family once at its published configuration instead (``dataset generate --canonical``).
 
 ``--truth-twice`` measures the set a second time right after (a sibling folder sharing the
 model files, named after the backend and thread count, so every predictor of one backend shares
@@ -32,6 +33,8 @@ def main() -> None:
     parser.add_argument("--predictor", action="append", help="name or package path (repeatable)")
     parser.add_argument("--per-family", type=int, default=5)
     parser.add_argument("--seed", type=int, default=5000)
+    parser.add_argument("--canonical", action="store_true",
+                        help="each family at its published configuration, not random variants")
     parser.add_argument("--families", default=None, help="comma-separated (default: all)")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--out", type=Path, default=Path("bench/results/accuracy"))
@@ -47,11 +50,12 @@ def main() -> None:
                                if p.origin == "shipped" and p.problem is None]
     if not names:
         raise SystemExit("no shipped predictor: pass --predictor NAME|PATH")
-    folder = args.out / f"dataset-s{args.seed}"
+    folder = args.out / ("dataset-canonical" if args.canonical else f"dataset-s{args.seed}")
     families = args.families.split(",") if args.families else None
     entries = generate(folder, per_family=args.per_family, seed=args.seed, families=families,
-                       progress=True)
-    print(f"held-out dataset: {len(entries)} models in {folder} (seed {args.seed})")
+                       progress=True, canonical=args.canonical)
+    print(f"held-out dataset: {len(entries)} models in {folder} "
+          f"({'canonical' if args.canonical else f'seed {args.seed}'})")
     lines = []
     for name in names:
         predictor = load_predictor(name)
