@@ -24,16 +24,12 @@ ELEMENTWISE = {"relu", "relu6", "hswish", "sigmoid", "add", "mul", "bn"}
 
 
 def one_run(backend: str, ops: list[str] | str, folder: Path) -> dict:
-    from edgemeter.builder import create_workspace, load_workspace
+    from edgemeter.builder import create_workspace
     from edgemeter.builder.collect import Collector
     from edgemeter.builder.fusion_test import run_fusion_test
     from edgemeter.store import Store
 
-    create_workspace(folder, backend)
-    config = folder / "configs" / "fusion_test.yaml"
-    settings = yaml.safe_load(config.read_text())
-    config.write_text(yaml.safe_dump({**settings, "ops": ops}))
-    ws = load_workspace(folder)
+    ws = create_workspace(folder, backend, ops=ops)
     started = time.monotonic()
     with Store(folder) as store:
         collector = Collector(store, backend, ws.backend_config(), ws.protocol())
