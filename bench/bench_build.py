@@ -61,7 +61,7 @@ def main() -> None:
             # shipped default is this curve's point at its own budget.
             create_workspace(ws_dir, "onnxruntime-cpu", threads=args.threads, budget=budget,
                              name=f"bench-{budget}", zoo_eval_variants=0,
-                             enabled=args.fusion_test, trees=50, zoo_train_variants=16)
+                             enabled=args.fusion_test, trees=50, zoo_train_variants=64)
         start = time.monotonic()
         report = build(load_workspace(ws_dir), seconds)
         wall = time.monotonic() - start

@@ -82,6 +82,19 @@ def test_missing_or_half_written_workspace(tmp_path):
         load_workspace(tmp_path)
 
 
+def test_a_path_the_machine_refuses_is_one_line_not_a_traceback(tmp_path, capsys):
+    from edgemeter.cli import main
+
+    (tmp_path / "blocker").write_text("a file where a folder should go")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["workspace", "create", str(tmp_path / "blocker" / "ws"),
+              "--backend", "onnxruntime-cpu"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert err.startswith("edgemeter: error: ") and err.count("\n") == 1
+    assert "blocker" in err and "Traceback" not in err
+
+
 # -- sampling and kernel models -----------------------------------------------------------------
 
 def test_shipped_priors_come_from_the_zoo():

@@ -190,7 +190,8 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                               "times)", _int(1)),
         "zoo_families": Setting("all", "zoo families whose random variants give in-context "
                                 "kernel times and the model term: 'all' or a list", _families),
-        "zoo_train_variants": Setting(4, "random variants per family measured for training",
+        "zoo_train_variants": Setting(64, "random variants per family measured for training; the "
+                                      "budget's zoo share usually ends the list earlier",
                                       _int(0)),
         "zoo_eval_variants": Setting(1, "held-out random variants per family for the final "
                                      "whole-model accuracy", _int(0)),

@@ -84,6 +84,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("edgemeter: interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:  # the machine's fault, not the input's: a full disk, a path in the way
+        if debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"edgemeter: error: {exc.strerror or exc}{where}", err=True)
+        sys.exit(1)
     # Without standalone mode, ctx.exit(n) comes back as a return value.
     if isinstance(code, int) and code:
         sys.exit(code)
