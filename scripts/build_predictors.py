@@ -4,6 +4,10 @@
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --budget 45m
     python scripts/build_predictors.py --priors             # regenerate data/priors/ first
     python scripts/build_predictors.py --repack             # the shipped ones in today's format
+    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.1   # another CPU
+
+Each CPU a predictor is built on gets its own version: ``find_predictor`` picks, by default, the
+newest version built on a machine like the one it runs on.
 
 Each target is an ordinary builder workspace (under --workdir, kept between runs, so an
 interrupted rebuild resumes without re-measuring); its package is then written, zipped, to
@@ -20,7 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "src" / "edgemeter" / "data" / "predictors"
-VERSION = "1.0"
+VERSION = "1.0"  # the default of --version
 DEFAULT = "onnxruntime-cpu-1t"
 
 # name -> (backend, threads, backend options)
@@ -37,7 +41,8 @@ SETTINGS = {"trees": 50, "zoo_train_variants": 64, "zoo_eval_variants": 1, "iter
             "enabled": False}
 
 
-def build_target(name: str, workdir: Path, budget: str, overwrite_configs: bool) -> Path:
+def build_target(name: str, workdir: Path, budget: str, overwrite_configs: bool,
+                 version: str) -> Path:
     from edgemeter.builder import build, create_workspace, load_workspace
     from edgemeter.builder.workspace import parse_duration
 
@@ -45,21 +50,21 @@ def build_target(name: str, workdir: Path, budget: str, overwrite_configs: bool)
     ws_dir = workdir / name
     if overwrite_configs or not (ws_dir / "configs").is_dir():
         create_workspace(ws_dir, backend, overwrite=True, threads=threads, options=options,
-                         name=name, version=VERSION, budget=budget, **SETTINGS)
+                         name=name, version=version, budget=budget, **SETTINGS)
     ws = load_workspace(ws_dir)
     report = build(ws, parse_duration(budget))
     print(f"\n== {name}\n{report.format()}")
     if report.package is None:
         raise SystemExit(f"{name}: the build made no package")
-    return ship(report.package, name)
+    return ship(report.package, name, version)
 
 
-def ship(package: Path, name: str) -> Path:
-    """Copy a built package into the shipped predictors as ``<name>/<VERSION>.zip`` (zipped,
+def ship(package: Path, name: str, version: str) -> Path:
+    """Copy a built package into the shipped predictors as ``<name>/<version>.zip`` (zipped,
     the training CSVs take a third of the room)."""
     from edgemeter.predictor import load_package, save_package
 
-    folder, target = SHIPPED / name / VERSION, SHIPPED / name / f"{VERSION}.zip"
+    folder, target = SHIPPED / name / version, SHIPPED / name / f"{version}.zip"
     if folder.exists():
         shutil.rmtree(folder)
     # Written beside the target and moved over it: the package may be the shipped zip itself.
@@ -70,6 +75,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(TARGETS), action="append",
                         help="build only these predictors (repeatable)")
+    parser.add_argument("--version", default=VERSION,
+                        help="the package version to build or repack (one per machine kind)")
     parser.add_argument("--budget", default="30m", help="wall-time budget per predictor")
     parser.add_argument("--workdir", type=Path, default=Path.home() / ".cache" / "edgemeter-build",
                         help="where the workspaces (and their measurements) live")
@@ -87,8 +94,9 @@ def main() -> None:
         written = sampling.write_priors(sampling.compute_priors(), sampling.priors_dir())
         print(f"priors: {', '.join(p.name for p in written)}")
     for name in args.only or list(TARGETS):
-        target = (ship(SHIPPED / name / f"{VERSION}.zip", name) if args.repack
-                  else build_target(name, args.workdir, args.budget, args.fresh_configs))
+        target = (ship(SHIPPED / name / f"{args.version}.zip", name, args.version)
+                  if args.repack else build_target(name, args.workdir, args.budget,
+                                                   args.fresh_configs, args.version))
         print(f"shipped: {target} ({target.stat().st_size / 1e6:.1f} MB)")
     (SHIPPED / "index.json").write_text(json.dumps({"default": DEFAULT}, indent=2) + "\n")
     size = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())

@@ -266,6 +266,33 @@ def test_registry_shipped_default_and_broken_entries(package, home):
     registry.unregister("half")  # the way to clean up a broken registration
 
 
+def test_without_a_version_the_one_built_on_a_machine_like_this(home, capsys):
+    """Each machine kind a predictor is built on ships as a version of its own: the newest
+    version built elsewhere loses to an older one built on a machine like this one."""
+    shipped = registry.shipped_dir()
+    here = make_package("ort-test", "1.0")
+    elsewhere = make_package("ort-test", "1.1")
+    elsewhere.fingerprint = {**here.fingerprint, "cpu_id": "cpu family 99, model 1"}
+    for pkg in (here, elsewhere):
+        save_package(pkg, shipped / "ort-test" / f"{pkg.version}.zip")
+    assert registry.find_predictor("ort-test").version == "1.0"
+    assert registry.find_predictor("ort-test", "1.1").version == "1.1"  # asked for by name
+    assert "CPU generation: cpu family 99, model 1 (predictor)" in \
+        registry.find_predictor("ort-test", "1.1").machine_differences()[0]
+    (shipped / "index.json").write_text(json.dumps({"default": "ort-test"}))
+    code, out, _ = run_cli(capsys, "predictors", "list", "--json")
+    assert code == 0 and [(p["version"], p["default"], p["this_machine"])
+                          for p in json.loads(out)] == [("1.1", False, False), ("1.0", True, True)]
+    code, out, _ = run_cli(capsys, "predictors", "list")
+    assert [line.split()[:3] for line in out.splitlines()[1:]] == [
+        ["ort-test", "1.1", "onnxruntime-cpu-1t"], ["*", "ort-test", "1.0"]]
+
+    # Built on no machine like this one: the newest, as before (and the predictor warns).
+    here.fingerprint = {**here.fingerprint, "cpu_count": 128}
+    save_package(here, shipped / "ort-test" / "1.0.zip", overwrite=True)
+    assert registry.find_predictor("ort-test").version == "1.1"
+
+
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     try:
         main(list(args))
@@ -309,6 +336,7 @@ def test_cli_predictors(package, home, tmp_path, capsys):
 def test_fingerprint_compare():
     here = fingerprint.current(["onnxruntime", "surely-not-installed-pkg"])
     assert isinstance(here["cpu_count"], int) and here["cpu_model"]
+    assert here["cpu_id"] is None or here["cpu_id"].startswith(("cpu family", "cpu implementer"))
     assert here["runtimes"]["surely-not-installed-pkg"] is None
     assert set(here["cpu_flags"]) <= set(fingerprint.RELEVANT_FLAGS)
     assert fingerprint.compare(here, here) == []
@@ -324,3 +352,8 @@ def test_fingerprint_compare():
     ]
     # Fields one side lacks are not compared: an old fingerprint raises no false alarm.
     assert fingerprint.compare({"cpu_model": "AMD EPYC"}, machine) == []
+    # The same model name on two CPU generations (a VM's "AMD EPYC": Zen 4 and Zen 5).
+    assert fingerprint.compare({"cpu_model": "AMD EPYC", "cpu_id": "cpu family 26, model 2"},
+                               {**machine, "cpu_id": "cpu family 25, model 17"}) == [
+        "CPU generation: cpu family 26, model 2 (predictor) vs cpu family 25, model 17 "
+        "(this machine)"]

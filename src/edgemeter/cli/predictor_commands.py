@@ -6,7 +6,8 @@ import json
 import click
 
 _VERSION = click.option("--version", "version", metavar="V",
-                        help="A specific version (default: the newest).")
+                        help="A specific version (default: the one built on a machine like "
+                             "this, else the newest).")
 
 
 @click.group()
@@ -17,24 +18,33 @@ def predictors() -> None:
 @predictors.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_cmd(as_json: bool) -> None:
-    """List shipped and registered predictors (* marks the default)."""
-    from edgemeter.predictor.registry import list_predictors
+    """List shipped and registered predictors (* marks the default: of the default name, the
+    version built on a machine like this one, else the newest)."""
+    from edgemeter.errors import ConfigError
+    from edgemeter.predictor.registry import find_predictor, list_predictors
 
     found = list_predictors()
+    try:
+        chosen = find_predictor().path
+    except ConfigError:  # no default shipped, or it is broken: nothing to mark
+        chosen = None
+    here = {p.path: p.problem is None and not p.machine_differences() for p in found}
     if as_json:
         click.echo(json.dumps([{"name": p.name, "version": p.version, "backend": p.backend,
-                                "origin": p.origin, "default": p.default, "path": str(p.path),
+                                "origin": p.origin, "default": p.path == chosen,
+                                "this_machine": here[p.path], "path": str(p.path),
                                 "kernels": list(p.kernels), "problem": p.problem}
                                for p in found], indent=2))
         return
     if not found:
         click.echo("No predictors installed. Register one with: edgemeter predictors register PATH")
         return
-    rows = [("", "NAME", "VERSION", "BACKEND", "KERNELS", "ORIGIN", "CREATED")]
+    rows = [("", "NAME", "VERSION", "BACKEND", "KERNELS", "ORIGIN", "CREATED", "BUILT ON")]
     for p in found:
-        rows.append(("*" if p.default else "", p.name, p.version,
+        rows.append(("*" if p.path == chosen else "", p.name, p.version,
                      p.backend or f"BROKEN: {p.problem}", str(len(p.kernels)) if p.kernels else "",
-                     p.origin, p.created[:10]))
+                     p.origin, p.created[:10],
+                     "" if p.problem else "this machine kind" if here[p.path] else "another"))
     _table(rows)
 
 
@@ -57,7 +67,8 @@ def info(name: str, version: str | None, as_json: bool) -> None:
                f"{' (default)' if manifest['default'] else ''}\n"
                f"  backend:   {manifest['backend']}\n"
                f"  runtimes:  {runtimes}\n"
-               f"  built on:  {built_on.get('cpu_model', '?')}, "
+               f"  built on:  {built_on.get('cpu_model', '?')}"
+               f"{' (' + built_on['cpu_id'] + ')' if built_on.get('cpu_id') else ''}, "
                f"{built_on.get('cpu_count', '?')} CPUs, {manifest['created']}, "
                f"edgemeter {manifest['edgemeter_version']}\n"
                f"  location:  {manifest['path']} ({manifest['origin']})")
@@ -69,8 +80,7 @@ def info(name: str, version: str | None, as_json: bool) -> None:
     _table(rows, indent="  ")
     for kernel, why in sorted(manifest["missing_kernels"].items()):
         click.echo(f"  missing:   {kernel} ({why})")
-    runtimes_now = built_on.get("runtimes") or manifest["runtime_versions"]
-    for diff in fingerprint.compare(built_on, fingerprint.current(runtimes_now)):
+    for diff in fingerprint.differences(built_on, manifest["runtime_versions"]):
         click.echo(f"  warning:   {diff}")
 
 

@@ -23,21 +23,30 @@ RELEVANT_FLAGS = (
 )
 
 
-def _cpuinfo() -> tuple[str, set[str]]:
-    """CPU model name and flags from /proc/cpuinfo (Linux); elsewhere the platform's name."""
-    model, flags = "", set()
+# /proc/cpuinfo fields that tell CPU generations apart where a VM shows only a vendor's model
+# name ("AMD EPYC" on Zen 4 and on Zen 5 here, which run the same model at different speeds).
+CPU_ID_FIELDS = ("cpu family", "model", "cpu implementer", "cpu part")
+
+
+def _cpuinfo() -> tuple[str, set[str], str]:
+    """CPU model name, flags and generation (``cpu family 25, model 17``) from /proc/cpuinfo
+    (Linux, first CPU); elsewhere the platform's name."""
+    model, flags, ids = "", set(), {}
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
         text = ""
-    for line in text.splitlines():
+    for line in text.split("\n\n")[0].splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()
         if key in ("model name", "hardware", "cpu model") and not model:
             model = value.strip()
         elif key in ("flags", "features") and not flags:
             flags = set(value.split())
-    return model or platform.processor() or platform.machine(), flags
+        elif key in CPU_ID_FIELDS:
+            ids[key] = value.strip()
+    cpu_id = ", ".join(f"{k} {ids[k]}" for k in CPU_ID_FIELDS if k in ids)
+    return model or platform.processor() or platform.machine(), flags, cpu_id
 
 
 def runtime_versions(packages: Iterable[str]) -> dict[str, str | None]:
@@ -54,9 +63,10 @@ def runtime_versions(packages: Iterable[str]) -> dict[str, str | None]:
 def current(runtimes: Iterable[str] = ()) -> dict[str, Any]:
     """This machine's fingerprint; ``runtimes`` names the distributions whose version matters
     (e.g. ``["onnxruntime"]``)."""
-    model, flags = _cpuinfo()
+    model, flags, cpu_id = _cpuinfo()
     return {
         "cpu_model": model,
+        "cpu_id": cpu_id or None,
         "cpu_flags": sorted(flags.intersection(RELEVANT_FLAGS)),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
@@ -78,7 +88,8 @@ def compare(predictor: dict[str, Any], machine: dict[str, Any]) -> list[str]:
         return f"{label}: {a} (predictor) vs {b} (this machine)"
 
     diffs = []
-    for key, label in (("cpu_model", "CPU model"), ("machine", "architecture"),
+    for key, label in (("cpu_model", "CPU model"), ("cpu_id", "CPU generation"),
+                       ("machine", "architecture"),
                        ("cpu_count", "CPU count"), ("system", "operating system")):
         if both(key) and predictor[key] != machine[key]:
             diffs.append(side_by_side(label, predictor[key], machine[key]))
@@ -95,3 +106,9 @@ def compare(predictor: dict[str, Any], machine: dict[str, Any]) -> list[str]:
             diffs.append(side_by_side(name, theirs_rt[name] or "not installed",
                                       ours_rt[name] or "not installed"))
     return diffs
+
+
+def differences(built_on: dict[str, Any], runtime_versions: dict[str, Any]) -> list[str]:
+    """How this machine differs from ``built_on`` (a package's fingerprint), comparing the
+    versions of the runtimes it names (else of ``runtime_versions``, the manifest's)."""
+    return compare(built_on, current(built_on.get("runtimes") or runtime_versions))

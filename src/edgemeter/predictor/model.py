@@ -393,8 +393,9 @@ def _row_reader(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple]:
 
 
 def load_predictor(name: str | Path | None = None, version: str | None = None) -> Predictor:
-    """A predictor by name (``None``: the shipped default), newest version unless ``version``
-    is given; or a package folder / .zip given by path. Unknown names or versions raise
+    """A predictor by name (``None``: the shipped default), the version
+    :func:`~edgemeter.predictor.registry.find_predictor` picks unless ``version`` is given; or
+    a package folder / .zip given by path. Unknown names or versions raise
     :class:`~edgemeter.errors.ConfigError` listing the available ones."""
     from edgemeter.predictor.registry import find_predictor
 

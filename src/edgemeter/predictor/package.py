@@ -104,7 +104,7 @@ class PredictorPackage:
     def machine_differences(self, machine: dict[str, Any] | None = None) -> list[str]:
         """How this machine (or ``machine``) differs from the one the predictor was built on."""
         if machine is None:
-            machine = fp.current(self.fingerprint.get("runtimes") or self.runtime_versions)
+            return fp.differences(self.fingerprint, self.runtime_versions)
         return fp.compare(self.fingerprint, machine)
 
     @cached_property

@@ -13,12 +13,14 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from edgemeter.errors import ConfigError, EdgemeterError
+from edgemeter.predictor import fingerprint
 from edgemeter.predictor.package import check_name, load_package, read_manifest, save_package
 
 INDEX = "index.json"
@@ -37,10 +39,16 @@ class PredictorInfo:
     created: str = ""
     default: bool = False
     problem: str | None = None
+    fingerprint: Mapping[str, Any] = field(default_factory=dict)
+    runtime_versions: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return f"{self.name} {self.version}"
+
+    def machine_differences(self) -> list[str]:
+        """How this machine differs from the one the predictor was built on."""
+        return fingerprint.differences(dict(self.fingerprint), dict(self.runtime_versions))
 
 
 def shipped_dir() -> Path:
@@ -99,7 +107,9 @@ def _info(package: Path, origin: str, default: str | None) -> PredictorInfo:
         return PredictorInfo(name, version, package, origin, problem=problem)
     return PredictorInfo(name, version, package, origin, manifest["backend"],
                          tuple(sorted(manifest["kernels"])), manifest["created"],
-                         default=(origin == "shipped" and name == default))
+                         default=(origin == "shipped" and name == default),
+                         fingerprint=manifest["fingerprint"],
+                         runtime_versions=manifest["runtime_versions"])
 
 
 def _available(predictors: list[PredictorInfo]) -> str:
@@ -108,8 +118,12 @@ def _available(predictors: list[PredictorInfo]) -> str:
 
 
 def find_predictor(name: str | None = None, version: str | None = None) -> PredictorInfo:
-    """The predictor to use: by name (the shipped default when None), newest version unless
-    ``version`` is given. Unknown names and versions raise ConfigError listing what exists."""
+    """The predictor to use: by name (the shipped default when None); unless ``version`` is
+    given, the newest version built on a machine like this one (no fingerprint difference),
+    else the newest. Unknown names and versions raise ConfigError listing what exists.
+
+    A predictor's timings hold for the CPU it was measured on, so each machine kind it is built
+    on ships as a version of its own and each machine gets its own without asking."""
     predictors = list_predictors()
     if name is None:
         name = default_name()
@@ -125,7 +139,8 @@ def find_predictor(name: str | None = None, version: str | None = None) -> Predi
             versions = ", ".join(p.version for p in predictors if p.name == name)
             raise ConfigError(f"predictor '{name}' has no version '{version}' "
                               f"(available: {versions})")
-    best = matches[0]  # newest first
+    best = next((p for p in matches if p.problem is None and not p.machine_differences()),
+                matches[0])  # newest first
     if best.problem:
         raise ConfigError(f"predictor {best.label} is broken: {best.problem}")
     return best
