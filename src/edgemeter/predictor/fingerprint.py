@@ -30,13 +30,13 @@ CPU_ID_FIELDS = ("cpu family", "model", "cpu implementer", "cpu part")
 
 def _cpuinfo() -> tuple[str, set[str], str]:
     """CPU model name, flags and generation (``cpu family 25, model 17``) from /proc/cpuinfo
-    (Linux, first CPU); elsewhere the platform's name."""
+    (Linux, the first value of each); elsewhere the platform's name."""
     model, flags, ids = "", set(), {}
     try:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
         text = ""
-    for line in text.split("\n\n")[0].splitlines():
+    for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()
         if key in ("model name", "hardware", "cpu model") and not model:
@@ -44,7 +44,7 @@ def _cpuinfo() -> tuple[str, set[str], str]:
         elif key in ("flags", "features") and not flags:
             flags = set(value.split())
         elif key in CPU_ID_FIELDS:
-            ids[key] = value.strip()
+            ids.setdefault(key, value.strip())
     cpu_id = ", ".join(f"{k} {ids[k]}" for k in CPU_ID_FIELDS if k in ids)
     return model or platform.processor() or platform.machine(), flags, cpu_id
 
