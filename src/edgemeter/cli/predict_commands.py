@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from edgemeter.cli.predictor_commands import VERSION_OPTION
+
 # Files a folder argument predicts; anything else inside is skipped and listed.
 MODEL_SUFFIXES = (".onnx", ".tflite", ".json")
 
@@ -34,9 +36,7 @@ def _expand(args: tuple[str, ...]) -> tuple[list[str], list[str]]:
 @click.argument("models", nargs=-1, required=True, metavar="MODEL|FOLDER...")
 @click.option("--predictor", "-p", "name", metavar="NAME",
               help="Predictor name, or a package folder/.zip (default: the shipped default).")
-@click.option("--version", "version", metavar="V",
-              help="Predictor version (default: the one built on a machine like this, "
-                   "else the newest).")
+@VERSION_OPTION
 @click.option("--input-shape", "input_shape", multiple=True, metavar="[NAME=]DxDx...",
               help="Static shape of an input with dynamic dimensions (repeatable).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
@@ -189,9 +189,7 @@ def measure_cmd(folder: Path, backend: str, threads: int, rounds: int, repeats: 
 @click.command()
 @click.option("--predictor", "-p", "name", metavar="NAME",
               help="Predictor name or package path (default: the shipped default).")
-@click.option("--version", "version", metavar="V",
-              help="Predictor version (default: the one built on a machine like this, "
-                   "else the newest).")
+@VERSION_OPTION
 @click.option("--dataset", "folder", required=True,
               type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--backend", help="Measurements to compare with (default: the predictor's backend).")

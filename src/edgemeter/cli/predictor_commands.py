@@ -5,9 +5,10 @@ import json
 
 import click
 
-_VERSION = click.option("--version", "version", metavar="V",
-                        help="A specific version (default: the one built on a machine like "
-                             "this, else the newest).")
+# Shared by every command that loads a predictor by name.
+VERSION_OPTION = click.option("--version", "version", metavar="V",
+                              help="Predictor version (default: the one built on a machine "
+                                   "like this, else the newest).")
 
 
 @click.group()
@@ -50,7 +51,7 @@ def list_cmd(as_json: bool) -> None:
 
 @predictors.command()
 @click.argument("name")
-@_VERSION
+@VERSION_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
 def info(name: str, version: str | None, as_json: bool) -> None:
     """Show a predictor's backend, build machine and per-kernel accuracy."""
@@ -98,7 +99,7 @@ def register_cmd(path: str, force: bool) -> None:
 
 @predictors.command("unregister")
 @click.argument("name")
-@_VERSION
+@VERSION_OPTION
 def unregister_cmd(name: str, version: str | None) -> None:
     """Remove a registered predictor (every version unless --version is given)."""
     from edgemeter.predictor.registry import unregister
