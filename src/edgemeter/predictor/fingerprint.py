@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Iterable
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ RELEVANT_FLAGS = (
 CPU_ID_FIELDS = ("cpu family", "model", "cpu implementer", "cpu part")
 
 
-def _cpuinfo() -> tuple[str, set[str], str]:
+@lru_cache(maxsize=1)  # asked once per installed predictor by find_predictor and list
+def _cpuinfo() -> tuple[str, frozenset[str], str]:
     """CPU model name, flags and generation (``cpu family 25, model 17``) from /proc/cpuinfo
     (Linux, the first value of each); elsewhere the platform's name."""
     model, flags, ids = "", set(), {}
@@ -46,7 +48,7 @@ def _cpuinfo() -> tuple[str, set[str], str]:
         elif key in CPU_ID_FIELDS:
             ids.setdefault(key, value.strip())
     cpu_id = ", ".join(f"{k} {ids[k]}" for k in CPU_ID_FIELDS if k in ids)
-    return model or platform.processor() or platform.machine(), flags, cpu_id
+    return model or platform.processor() or platform.machine(), frozenset(flags), cpu_id
 
 
 def runtime_versions(packages: Iterable[str]) -> dict[str, str | None]:
