@@ -298,7 +298,7 @@ def tiny_workspace(tmp_path):
     edit(tmp_path, "fusion_test.yaml", enabled=False)
     edit(tmp_path, "build.yaml", kernels=["conv", "eltwise"], init_samples=10, iterations=1,
          batch_size=20, trees=10, zoo_families=["mobilenetv2"], zoo_train_variants=2,
-         zoo_eval_variants=1)
+         zoo_eval_variants=1, reference_rounds=2)
     return tmp_path
 
 
@@ -375,6 +375,50 @@ def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, r
     assert retrained.measured == 0 and retrained.rows == report.rows
     assert load_package(retrained.package).extra["statistic"] == "min"
     assert retrained.models["n"] == 1
+
+
+def test_model_term_is_put_at_the_level_of_reference_measurements(tiny_workspace):
+    from edgemeter.predictor import load_package
+    from edgemeter.store import Store
+
+    edit(tiny_workspace, "build.yaml", zoo_train_variants=3, zoo_eval_variants=0,
+         reference_models=3)
+    report = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None)
+    level = report.reference
+    assert level["models"] == 3 and level["protocol"] == {"warmup": 10, "repeats": 30,
+                                                          "rounds": 2}
+    assert level["quartiles"][0] <= level["factor"] <= level["quartiles"][1]
+    term = load_package(report.package).extra["model_term"]
+    assert term["reference_factor"] == level["factor"] and term["models"] == 3
+    assert f"model term × {level['factor']:.3f}" in report.format()
+    with Store(tiny_workspace) as store:
+        again = [m for m in store if "models/zoo/" in m.model and not m.profiled]
+    assert len(again) == 3 and all(len(m.round_medians_ms) == 2 for m in again)
+
+    # A retrain takes them from the store, and not as training models of their own.
+    retrained = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None,
+                      retrain=True)
+    assert retrained.measured == 0 and retrained.reference == level
+    assert load_package(retrained.package).extra["model_term"] == term
+
+    edit(tiny_workspace, "build.yaml", reference_models=0)
+    plain = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None,
+                  retrain=True)
+    assert "reference_factor" not in load_package(plain.package).extra["model_term"]
+
+
+def test_reference_level_scales_every_coefficient_of_the_model_term():
+    from edgemeter.builder.train import scaled_model_term
+
+    term = {"scale": 1.1, "per_node_ms": 0.001, "intercept_ms": -0.2, "models": 40,
+            "node_count": "kernels", "group_scale": {"conv": 1.2}}
+    scaled = scaled_model_term(term, 1.05)
+    assert scaled.pop("group_scale") == {"conv": pytest.approx(1.26)}
+    assert scaled == pytest.approx({"scale": 1.155, "per_node_ms": 0.00105, "intercept_ms": -0.21,
+                                    "models": 40, "node_count": "kernels",
+                                    "reference_factor": 1.05})
+    assert "group_scale" not in scaled_model_term({k: term[k] for k in term
+                                                   if k != "group_scale"}, 1.05)
 
 
 def test_unrunnable_kernel_is_skipped_and_listed(tiny_workspace, monkeypatch):

@@ -58,11 +58,12 @@ class Collector:
 
     def measure_all(self, paths: Iterable[Path], profile: bool,
                     until: Callable[[], bool] | None = None,
-                    on_round: Callable[[], None] | None = None
-                    ) -> list[tuple[Path, Measurement]]:
-        """``(path, measurement)`` of ``paths`` as :meth:`measure` gives them, in passes when
-        the protocol interleaves; ``paths`` is read lazily and no further model starts once
-        ``until()`` says True (see :func:`~edgemeter.backends.measure_models`)."""
+                    on_round: Callable[[], None] | None = None,
+                    protocol: Protocol | None = None) -> list[tuple[Path, Measurement]]:
+        """``(path, measurement)`` of ``paths`` as :meth:`measure` gives them (with
+        ``protocol`` instead of the collector's, if given), in passes when the protocol
+        interleaves; ``paths`` is read lazily and no further model starts once ``until()`` says
+        True (see :func:`~edgemeter.backends.measure_models`)."""
         started: list[Path] = []
         reported = iter(started)  # results come back in the order the models started
 
@@ -78,7 +79,7 @@ class Collector:
                 self.measured += 1
             self._check(next(reported), m)
 
-        results = measure_models(start(), self.backend, self.config, self.protocol,
+        results = measure_models(start(), self.backend, self.config, protocol or self.protocol,
                                  profile=profile, store=self.store, reuse_failures=True,
                                  until=until, on_result=account, on_round=on_round)
         return list(zip(started, results))

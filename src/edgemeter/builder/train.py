@@ -108,6 +108,17 @@ def fit_model_term(kernel_sums: Sequence[float], counts: Sequence[int],
     return term
 
 
+def scaled_model_term(term: Mapping[str, Any], factor: float) -> dict[str, Any]:
+    """``term`` as fitted to medians ``factor`` times larger (the least squares on relative
+    errors scales every coefficient with them), the factor kept as ``reference_factor``."""
+    from edgemeter.predictor.model import ModelTerm
+
+    keys = ("scale", "per_node_ms", "intercept_ms", "group_scale")
+    scaled = ModelTerm(**{k: term[k] for k in keys if k in term}).times(factor)
+    return {**term, **{k: getattr(scaled, k) for k in keys if k in term},
+            "reference_factor": factor}
+
+
 # Ridge strengths tried for the group scales, weakest last: 1 weighs the pull toward the common
 # scale as much as the group's own data (its squared shares summed over the models).
 GROUP_SCALE_RIDGE = (3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 0.001)
@@ -194,5 +205,5 @@ def split_by_group(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[
 
 
 __all__ = ["MIN_ROWS", "anchor_speed", "at_anchor_speed", "feature_names", "fit_fallback",
-           "fit_group", "fit_group_scales", "fit_model_term", "large_errors", "split_by_group",
-           "train_group"]
+           "fit_group", "fit_group_scales", "fit_model_term", "large_errors", "scaled_model_term",
+           "split_by_group", "train_group"]

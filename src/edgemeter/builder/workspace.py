@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from edgemeter.backends.protocol import STATISTICS
+from edgemeter.backends.protocol import REFERENCE, STATISTICS
 from edgemeter.errors import ConfigError
 
 CONFIG_DIR = "configs"
@@ -195,6 +195,11 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                                       _int(0)),
         "zoo_eval_variants": Setting(1, "held-out random variants per family for the final "
                                      "whole-model accuracy", _int(0)),
+        "reference_models": Setting(12, "training zoo models measured again as truths are, to "
+                                    "put the model term at their level (0: none)", _int(0)),
+        "reference_rounds": Setting(REFERENCE["rounds"], "fresh processes per model when "
+                                    "measured as truths are (reference-level and held-out "
+                                    "models)", _int(1)),
         "zoo_seed": Setting(1000, "seed of the training variants (evaluation uses seed + 1; "
                             "both differ from the dataset's evaluation seeds)", _int(0)),
     },

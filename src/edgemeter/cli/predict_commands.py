@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from edgemeter.backends.protocol import REFERENCE
 from edgemeter.cli.predictor_commands import VERSION_OPTION
 
 # Files a folder argument predicts; anything else inside is skipped and listed.
@@ -164,11 +165,12 @@ def generate(out: Path, per_family: int, seed: int, families: tuple[str, ...],
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--backend", required=True, help="Backend to measure on (edgemeter backends).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--rounds", default=9, show_default=True, type=click.IntRange(min=1),
+@click.option("--rounds", default=REFERENCE["rounds"], show_default=True,
+              type=click.IntRange(min=1),
               help="Fresh processes per model; the result is the median of their medians "
                    "(interleaved, 9 make a truth that repeats; 3 for a quick look).")
-@click.option("--repeats", default=30, show_default=True, type=click.IntRange(min=1),
-              help="Timed runs per round.")
+@click.option("--repeats", default=REFERENCE["repeats"], show_default=True,
+              type=click.IntRange(min=1), help="Timed runs per round.")
 @click.option("--interleave/--consecutive", default=True, show_default=True,
               help="Round r of every model before round r+1 of any (steadier on a shared "
                    "host), or each model's rounds back to back.")

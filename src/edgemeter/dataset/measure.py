@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgemeter.backends.protocol import Measurement
+from edgemeter.backends.protocol import REFERENCE, Measurement, reference_protocol
 from edgemeter.dataset import jsonl
 from edgemeter.dataset.generate import read_index
 
@@ -34,27 +34,27 @@ def read_measurements(folder: str | Path, backend: str) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def measure(folder: str | Path, backend: str, threads: int = 1, rounds: int = 9,
-            repeats: int = 30, warmup: int = 10, options: dict[str, Any] | None = None,
+def measure(folder: str | Path, backend: str, threads: int = 1,
+            rounds: int = REFERENCE["rounds"], repeats: int = REFERENCE["repeats"],
+            warmup: int = REFERENCE["warmup"], options: dict[str, Any] | None = None,
             interleave: bool = True, progress: bool = False) -> list[Measurement]:
-    """Measure the dataset's models on ``backend`` (``rounds`` fresh processes of ``repeats``
-    timed runs each, the speed anchor timed beside each); models measured before with the same
-    settings are taken from the store. Nine interleaved rounds: two such measurements of 90
-    models agreed within ±10 % for all of them, three rounds for 82-86 % (bench/bench_truth.py).
-    ``interleave``: in passes, round r of every model before round r + 1 of any (see
-    Protocol.interleave); every completed round is stored, so an interrupted run resumes each
-    unfinished model from its rounds."""
+    """Measure the dataset's models on ``backend`` with the reference protocol
+    (:func:`~edgemeter.backends.protocol.reference_protocol`: ``rounds`` fresh processes of
+    ``repeats`` timed runs each, the speed anchor timed beside each); models measured before
+    with the same settings are taken from the store. ``interleave``: in passes, round r of
+    every model before round r + 1 of any (see Protocol.interleave); every completed round is
+    stored, so an interrupted run resumes each unfinished model from its rounds."""
     from tqdm import tqdm
 
-    from edgemeter.backends import Protocol, get_backend, measure_models
+    from edgemeter.backends import get_backend, measure_models
     from edgemeter.store import Store
 
     folder = Path(folder)
     entries = read_index(folder)
     config = {"threads": threads, **(options or {})}
     settings = get_backend(backend, **config).settings()  # bad settings fail before any work
-    protocol = Protocol(warmup=warmup, repeats=repeats, rounds=rounds, max_rounds=rounds,
-                        anchor=True, interleave=interleave)
+    protocol = reference_protocol(warmup=warmup, repeats=repeats, rounds=rounds,
+                                  interleave=interleave)
     out = measurements_file(folder, backend)
     # Lines written before min_ms existed are written again, from the store (no re-measuring).
     recorded = {r["file"] for r in read_measurements(folder, backend)
