@@ -5,6 +5,7 @@
     python scripts/build_predictors.py --priors             # regenerate data/priors/ first
     python scripts/build_predictors.py --repack             # the shipped ones in today's format
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.1   # another CPU
+    python scripts/build_predictors.py --only openvino-cpu-f32-1t --version 1.1 --retrain
 
 Each CPU a predictor is built on gets its own version: ``find_predictor`` picks, by default, the
 newest version built on a machine like the one it runs on.
@@ -42,7 +43,7 @@ SETTINGS = {"trees": 50, "zoo_train_variants": 64, "zoo_eval_variants": 1, "iter
 
 
 def build_target(name: str, workdir: Path, budget: str, overwrite_configs: bool,
-                 version: str) -> Path:
+                 version: str, retrain: bool) -> Path:
     from edgemeter.builder import build, create_workspace, load_workspace
     from edgemeter.builder.workspace import parse_duration
 
@@ -52,7 +53,7 @@ def build_target(name: str, workdir: Path, budget: str, overwrite_configs: bool,
         create_workspace(ws_dir, backend, overwrite=True, threads=threads, options=options,
                          name=name, version=version, budget=budget, **SETTINGS)
     ws = load_workspace(ws_dir)
-    report = build(ws, parse_duration(budget))
+    report = build(ws, parse_duration(budget), retrain=retrain)
     print(f"\n== {name}\n{report.format()}")
     if report.package is None:
         raise SystemExit(f"{name}: the build made no package")
@@ -84,6 +85,10 @@ def main() -> None:
                         help="rewrite the workspaces' configs (measurements are kept)")
     parser.add_argument("--priors", action="store_true",
                         help="first recompute src/edgemeter/data/priors/ from the zoo")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train on what the workspace holds (after a builder change): no "
+                             "new zoo models or kernels, only reference-level and held-out "
+                             "models it lacks")
     parser.add_argument("--repack", action="store_true",
                         help="measure nothing: write the shipped packages again in the current "
                              "file format (after a format change)")
@@ -96,7 +101,8 @@ def main() -> None:
     for name in args.only or list(TARGETS):
         target = (ship(SHIPPED / name / f"{args.version}.zip", name, args.version)
                   if args.repack else build_target(name, args.workdir, args.budget,
-                                                   args.fresh_configs, args.version))
+                                                   args.fresh_configs, args.version,
+                                                   args.retrain))
         print(f"shipped: {target} ({target.stat().st_size / 1e6:.1f} MB)")
     (SHIPPED / "index.json").write_text(json.dumps({"default": DEFAULT}, indent=2) + "\n")
     size = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
