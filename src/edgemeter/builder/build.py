@@ -242,15 +242,16 @@ def reference_level(ws: Workspace, collector: collect.Collector,
     Measured on a Zen 4 VM: the build's medians (2-3 rounds of 20 runs) of 38 zoo models read
     1.8 % below nine-round ones, and a predictor fitted to them predicted three held-out sets
     1-3.6 % low. The first build with this step found 1.010 and still predicted held-out sets
-    1-2 % low: the protocol is part of the level, not all of it. The models are spread over the training models' latencies; on a runtime
-    without per-node times the build timed them unprofiled already, with the same store key,
-    so there is no reference level there (``{"skipped": why}``)."""
-    count = min(ws.build["reference_models"], len(records))
+    1-2 % low: the protocol is part of the level, not all of it. The models are spread over
+    the training models' latencies; on a runtime without per-node times the build timed them
+    unprofiled already, with the same store key, so there is no reference level there
+    (``{"skipped": why}``)."""
     if not ws.build["reference_models"]:
         return {}
     if not per_node:
         return {"skipped": "zoo models were timed without the profiler, as a reference "
                            "measurement would be"}
+    count = min(ws.build["reference_models"], len(records))
     if count < LEVEL_MIN_MODELS:
         return {"skipped": f"{count} training models (at least {LEVEL_MIN_MODELS} needed)"}
     ranked = sorted(records, key=lambda r: (r.latency_ms, r.name))
