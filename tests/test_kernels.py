@@ -232,6 +232,22 @@ def test_grouped_conv_features_say_how_its_channels_block():
             kernel.features["ALIGN"]) == (4, 24, 8)
 
 
+def test_depthwise_elementwise_and_concat_kernels_say_how_their_channels_block():
+    # onnxruntime keeps 44-channel tensors out of its blocked layout and reorders around them,
+    # at a cost to the kernels beside them that the other features do not show.
+    b = Builder(shape=(1, 44, 14, 14))
+    dw = b.conv("x", 44, group=44)
+    g = b.graph(b.op("Concat", dw, b.op("Add", "x", "x", shape=[1, 44, 14, 14]),
+                     shape=[1, 88, 14, 14], axis=1))
+    assert [(k.type, k.features["ALIGN"]) for k in kernels_of(g)] == \
+        [("dwconv", 4), ("add", 4), ("concat", 4)]
+    b = Builder(shape=(1, 48, 14, 14))
+    g = b.graph(b.op("Concat", b.conv("x", 48, group=48), b.conv("x", 16, k=1),
+                     shape=[1, 64, 14, 14], axis=1))
+    assert [(k.type, k.features["ALIGN"]) for k in kernels_of(g)] == \
+        [("dwconv", 16), ("conv", 16), ("concat", 16)]
+
+
 def test_split_concat_features():
     b = Builder()
     a, c = b.op("Split", "x", b.const([2], [4, 4]), shape=[1, 4, 16, 16], outputs=2, axis=1)
