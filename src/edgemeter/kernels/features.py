@@ -175,12 +175,13 @@ def _concat_features(graph: Graph, node: Node) -> Features:
     axis = node.attrs.get("axis", 1)
     features = _tensor_features(shapes[0] if shapes else None)
     features["INPUTS"] = len(shapes)
+    parts = []
     for n, shape in enumerate(shapes, 1):
         if shape is not None and -len(shape) <= axis < len(shape):
             features[f"CIN{n}"] = shape[axis]
+            parts.append(shape[axis])
     if "ALIGN" in features:  # every part is blocked alike, or the runtime reorders around it
-        features["ALIGN"] = channel_alignment(
-            *(features[f"CIN{n}"] for n in range(1, len(shapes) + 1) if f"CIN{n}" in features))
+        features["ALIGN"] = channel_alignment(*parts)
     return features
 
 
