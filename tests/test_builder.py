@@ -298,7 +298,7 @@ def tiny_workspace(tmp_path):
     edit(tmp_path, "fusion_test.yaml", enabled=False)
     edit(tmp_path, "build.yaml", kernels=["conv", "eltwise"], init_samples=10, iterations=1,
          batch_size=20, trees=10, zoo_families=["mobilenetv2"], zoo_train_variants=2,
-         zoo_eval_variants=1, reference_rounds=2)
+         zoo_eval_variants=1, reference_models=0, reference_rounds=2)
     return tmp_path
 
 
@@ -392,8 +392,11 @@ def test_model_term_is_put_at_the_level_of_reference_measurements(tiny_workspace
     assert term["reference_factor"] == level["factor"] and term["models"] == 3
     assert f"model term × {level['factor']:.3f}" in report.format()
     with Store(tiny_workspace) as store:
-        again = [m for m in store if "models/zoo/" in m.model and not m.profiled]
-    assert len(again) == 3 and all(len(m.round_medians_ms) == 2 for m in again)
+        level_models = [m for m in store if "models/zoo-level/" in m.model]
+    # New variants, none of them a training model, each with the reference protocol's rounds.
+    assert len(level_models) == 3 and all(len(m.round_medians_ms) == 2 for m in level_models)
+    assert not {Path(m.model).stem for m in level_models} & {
+        p.stem for p in (tiny_workspace / "models" / "zoo").glob("*.onnx")}
 
     # A retrain takes them from the store, and not as training models of their own.
     retrained = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None,

@@ -195,13 +195,15 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                                       _int(0)),
         "zoo_eval_variants": Setting(1, "held-out random variants per family for the final "
                                      "whole-model accuracy", _int(0)),
-        "reference_models": Setting(12, "training zoo models measured again as truths are, to "
-                                    "put the model term at their level (0: none)", _int(0)),
+        "reference_models": Setting(19, "new zoo variants (seed + 2) measured as truths are; "
+                                    "the model term is scaled to meet them in median (0: "
+                                    "none)", _int(0)),
         "reference_rounds": Setting(REFERENCE["rounds"], "fresh processes per model when "
                                     "measured as truths are (reference-level and held-out "
                                     "models)", _int(1)),
-        "zoo_seed": Setting(1000, "seed of the training variants (evaluation uses seed + 1; "
-                            "both differ from the dataset's evaluation seeds)", _int(0)),
+        "zoo_seed": Setting(1000, "seed of the training variants (held-out ones use seed + 1, "
+                            "reference ones seed + 2; all differ from the dataset's "
+                            "evaluation seeds)", _int(0)),
     },
 }
 
