@@ -255,19 +255,38 @@ def reference_level(ws: Workspace, collector: collect.Collector, predictor: Pred
         return {}
     per_family = -(-count // len(families))
     variants = collect.zoo_variants(families, per_family, ws.build["zoo_seed"] + 2)[:count]
-    protocol = _reference_protocol(ws)
-    statistic = ws.build["statistic"]
-    ratios = [at_speed(m.latency_ms(statistic), m.anchor_ms, predictor.anchor_ms)
-              / predictor.predict(path).latency_ms
-              for path, m in _measure_variants(collector, variants, ws.subdir("models/zoo-level"),
-                                               False, clock, LEVEL_SHARE, bar, "reference models",
-                                               protocol)]
+    ratios = [j.at_build_speed_ms / j.predicted_ms
+              for j in _judged(ws, collector, predictor, variants, "models/zoo-level", clock,
+                               LEVEL_SHARE, bar, "reference models")]
     if len(ratios) < LEVEL_MIN_MODELS:
         return {"skipped": f"{len(ratios)} of {len(variants)} models measured by the reference "
                            f"protocol (at least {LEVEL_MIN_MODELS} needed)"}
     q1, median, q3 = np.percentile(ratios, [25, 50, 75])
+    protocol = _reference_protocol(ws)
     return {"models": len(ratios), "factor": float(median), "quartiles": [float(q1), float(q3)],
             "protocol": {k: getattr(protocol, k) for k in REFERENCE}}
+
+
+@dataclass
+class _Judged:
+    path: Path
+    measured_ms: float
+    at_build_speed_ms: float   # at the predictor's machine speed: the build may have drifted
+    predicted_ms: float
+
+
+def _judged(ws: Workspace, collector: collect.Collector, predictor: Predictor,
+            variants: Sequence[tuple[str, str, dict[str, Any]]], folder: str, clock: _Clock,
+            share: float, bar: Callable[..., Any], desc: str) -> list[_Judged]:
+    """Zoo variants measured as truths are (the reference protocol) while the budget's
+    ``share`` lasts, each beside its prediction exactly as ``edgemeter predict`` gives it."""
+    judged = []
+    for path, m in _measure_variants(collector, variants, ws.subdir(folder), False, clock,
+                                     share, bar, desc, _reference_protocol(ws)):
+        latency = m.latency_ms(ws.build["statistic"])
+        judged.append(_Judged(path, latency, at_speed(latency, m.anchor_ms, predictor.anchor_ms),
+                              predictor.predict(path).latency_ms))
+    return judged
 
 
 def _reference_protocol(ws: Workspace) -> Protocol:
@@ -386,8 +405,8 @@ def stored_data(ws: Workspace, collector: collect.Collector, rules: Any, per_nod
     """Zoo-model records and kernel rows from every successful measurement in the workspace
     store taken with the workspace's backend settings (found by where the build put the
     model: ``models/zoo/`` or ``models/kernels/``, wherever the workspace now lives). With
-    per-node times, a zoo model's training measurement is its profiled one (builds before
-    2026-12-02 measured training models again, unprofiled, for the reference level)."""
+    per-node times, a zoo model's training measurement is its profiled one (older builds also
+    measured training models again, unprofiled, for the reference level)."""
     records: list[collect.ModelRecord] = []
     rows: list[dict[str, Any]] = []
     for m in collector.store:
@@ -548,23 +567,16 @@ def evaluate(ws: Workspace, collector: collect.Collector, predictor: Predictor,
              families: list[str], clock: _Clock, bar: Callable[..., Any],
              report: BuildReport) -> None:
     """Whole-model accuracy on held-out zoo variants (another seed than the training ones),
-    measured as truths are (the reference protocol) and predicted by the saved package exactly
-    as ``edgemeter predict`` would."""
+    measured as truths are and predicted by the saved package (:func:`_judged`)."""
     cfg = ws.build
     variants = collect.zoo_variants(families, cfg["zoo_eval_variants"], cfg["zoo_seed"] + 1)
-    folder = ws.subdir("models/zoo-eval")
-    true, pred = [], []
-    protocol = _reference_protocol(ws)
-    for path, m in _measure_variants(collector, variants, folder, False, clock, 1.0, bar,
-                                     "held-out models", protocol):
-        predicted = predictor.predict(path).latency_ms
-        # Compared at the predictor's machine speed: the build may have drifted meanwhile.
-        latency = m.latency_ms(cfg["statistic"])
-        measured = at_speed(latency, m.anchor_ms, predictor.anchor_ms)
-        true.append(measured)
-        pred.append(predicted)
-        report.model_errors.append({"model": path.stem, "measured_ms": latency,
-                                    "at_build_speed_ms": measured, "predicted_ms": predicted,
-                                    "error_pct": 100 * (predicted / measured - 1)})
-    if true:
-        report.models = accuracy(true, pred)
+    judged = _judged(ws, collector, predictor, variants, "models/zoo-eval", clock, 1.0, bar,
+                     "held-out models")
+    report.model_errors += [{"model": j.path.stem, "measured_ms": j.measured_ms,
+                             "at_build_speed_ms": j.at_build_speed_ms,
+                             "predicted_ms": j.predicted_ms,
+                             "error_pct": 100 * (j.predicted_ms / j.at_build_speed_ms - 1)}
+                            for j in judged]
+    if judged:
+        report.models = accuracy([j.at_build_speed_ms for j in judged],
+                                 [j.predicted_ms for j in judged])
