@@ -88,18 +88,12 @@ def truth_again(folder: Path, predictor, first, threads: int, options: dict,
                 rounds: int) -> str:
     """Measure the set once more in a sibling folder; the two truths against each other, and
     the predictor against the second."""
-    import shutil
-
-    from edgemeter.dataset import evaluate, measure
+    from edgemeter.dataset import evaluate, measure, sibling
     from edgemeter.predictor.metrics import accuracy
 
     # Named after what is measured, not the predictor: every package of a backend and thread
     # count shares one second truth (the store inside keys the remaining settings).
-    again = folder.with_name(f"{folder.name}-again-{predictor.backend}-{threads}t")
-    again.mkdir(exist_ok=True)
-    if not (again / "models").exists():
-        (again / "models").symlink_to((folder / "models").resolve())
-    shutil.copy(folder / "index.jsonl", again / "index.jsonl")
+    again = sibling(folder, f"{folder.name}-again-{predictor.backend}-{threads}t")
     measure(again, predictor.backend, threads=threads, rounds=rounds, options=options,
             progress=True)
     second = evaluate(predictor, again, backend=predictor.backend, threads=threads)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from edgemeter.cli import main
-from edgemeter.dataset import evaluate, generate, measure, read_index, read_measurements
+from edgemeter.dataset import (evaluate, generate, measure, read_index, read_measurements,
+                               sibling)
 from edgemeter.dataset.measure import measurements_file
 from edgemeter.errors import ConfigError
 from edgemeter.predictor.package import save_package
@@ -79,6 +80,21 @@ def test_measure_then_resume(dataset):
     # The fastest run travels too (a predictor trained on it is judged on it).
     assert all(0 < r["min_ms"] == min(m.samples_ms) <= r["median_ms"]
                for r, m in zip(read_measurements(dataset, "onnxruntime-cpu"), done))
+
+
+def test_a_sibling_measures_the_same_models_again_apart(dataset):
+    first = read_measurements(dataset, "onnxruntime-cpu")
+    assert first, "test_measure_then_resume measures the dataset first"
+    again = sibling(dataset, dataset.name + "-again")
+    assert again.parent == dataset.parent and read_index(again) == read_index(dataset)
+    assert (again / "models").resolve() == (dataset / "models").resolve()
+    assert read_measurements(again, "onnxruntime-cpu") == []
+    second = measure(again, "onnxruntime-cpu", threads=1, rounds=1, repeats=3, warmup=1)
+    assert all(m.ok for m in second)
+    assert len(read_measurements(again, "onnxruntime-cpu")) == len(first)
+    assert read_measurements(dataset, "onnxruntime-cpu") == first
+    assert sibling(dataset, dataset.name + "-again") == again  # reusing it keeps its truth
+    assert len(read_measurements(again, "onnxruntime-cpu")) == len(first)
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ A dataset is a folder a person can read::
 >>> evaluate(load_predictor(), "ds", out="ds/report")
 """
 from edgemeter.dataset.evaluate import Evaluation, evaluate
-from edgemeter.dataset.generate import DEFAULT_FAMILIES, generate, read_index
+from edgemeter.dataset.generate import DEFAULT_FAMILIES, generate, read_index, sibling
 from edgemeter.dataset.measure import measure, read_measurements
 
 __all__ = ["DEFAULT_FAMILIES", "Evaluation", "evaluate", "generate", "measure", "read_index",
-           "read_measurements"]
+           "read_measurements", "sibling"]

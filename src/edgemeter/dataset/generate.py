@@ -43,6 +43,21 @@ def read_index(folder: str | Path) -> list[dict[str, Any]]:
     return list({e["file"]: e for e in jsonl.read(path)}.values())
 
 
+def sibling(folder: str | Path, name: str) -> Path:
+    """A dataset folder beside ``folder`` that shares its models and index but not its
+    measurements: for measuring the same models again at another moment (a truth measured
+    twice, or right after a build)."""
+    import shutil
+
+    folder = Path(folder)
+    other = folder.with_name(name)
+    other.mkdir(exist_ok=True)
+    if not (other / MODELS).exists():
+        (other / MODELS).symlink_to((folder / MODELS).resolve())
+    shutil.copy(folder / INDEX, other / INDEX)
+    return other
+
+
 def _rng(seed: int, family: str, i: int) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(family.encode()), i])
 
