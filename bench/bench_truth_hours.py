@@ -2,14 +2,18 @@
 at different moments.
 
     .venv/bin/python bench/bench_truth_hours.py DS_0736 DS_0750 DS_1434 [--backend onnxruntime-cpu]
+    .venv/bin/python bench/bench_truth_hours.py BUILD_A/onnxruntime-cpu-1t BUILD_B/onnxruntime-cpu-1t
 
-Each argument is a dataset folder measured with ``edgemeter dataset measure`` (sibling folders
-sharing the model files, as ``bench_accuracy.py --truth-twice`` makes them, or a symlinked
-``models/`` and a copied ``index.jsonl``). For every pair, over the models both measured with
-the same settings and model bytes: the level (median ratio of the later to the earlier, raw and
-put at one machine speed by the speed anchor), how far single models stray from that level (the
-standard deviation of the anchored log ratio, in %), and the share within ±10 % as measured
-(anchored) and once the level is taken out.
+Each argument is a folder with a results store: a dataset measured with ``edgemeter dataset
+measure`` (sibling folders sharing the model files, as ``bench_accuracy.py --truth-twice`` makes
+them, or a symlinked ``models/`` and a copied ``index.jsonl``), or a build workspace, whose zoo
+models every build of one seed measures again. A model is the same in two folders when its file
+name and bytes are. For every pair, over the models both measured with the same settings: the
+level (median ratio of the later to the earlier, raw and put at one machine speed by the speed
+anchor), how far single models stray from that level (the standard deviation of the anchored
+log ratio, in %), the share within ±10 % as measured (anchored) and once the level is taken
+out, and the anchored level of each zoo family: a family moving apart from the others is a
+change of the machine that the anchor does not see.
 
 Then, within each measurement, the passes of interleaved rounds (round r of every model, about
 a minute per pass): how far the pass level (median over the models of their round against
@@ -28,24 +32,40 @@ from pathlib import Path
 
 import numpy as np
 
-
-def truths(folder: Path, backend: str, threads: int) -> dict[tuple[str, str], dict]:
-    from edgemeter.dataset.measure import read_measurements
-
-    return {(r["file"], r["model_sha256"]): r for r in read_measurements(folder, backend)
-            if r["config"].get("threads") == threads and r["median_ms"] and r["anchor_ms"]}
+from edgemeter.backends.protocol import Measurement
 
 
-def compare(a: dict, b: dict) -> dict[str, float]:
+def truths(folder: Path, backend: str, threads: int) -> dict[tuple[str, str], Measurement]:
+    from edgemeter.store import Store
+
+    with Store(folder) as store:  # the last measurement of a model counts
+        return {(Path(m.model).name, m.model_sha256): m for m in store
+                if m.ok and m.backend == backend and m.config.get("threads") == threads
+                and m.median_ms and m.anchor_ms}
+
+
+def family(key: tuple[str, str]) -> str:
+    """The zoo family of a model file (``<family>-s<seed>-<i>.onnx``, ``<family>-canonical``)."""
+    from edgemeter.zoo import FAMILIES
+
+    name = key[0].split("-")[0]
+    return name if name in FAMILIES else "other"
+
+
+def compare(a: dict, b: dict) -> dict:
     common = sorted(a.keys() & b.keys())
-    raw = np.log([b[k]["median_ms"] / a[k]["median_ms"] for k in common])
-    anchored = raw - np.log([b[k]["anchor_ms"] / a[k]["anchor_ms"] for k in common])
+    raw = np.log([b[k].median_ms / a[k].median_ms for k in common])
+    anchored = raw - np.log([b[k].anchor_ms / a[k].anchor_ms for k in common])
     level = float(np.median(anchored))
     tenth = np.log(1.1)
+    families = sorted({family(k) for k in common} - {"other"})
     return {"n": len(common), "raw_level": float(np.exp(np.median(raw))),
             "level": float(np.exp(level)), "stray_pct": 100 * float(np.std(anchored)),
             "within_10": 100 * float(np.mean(np.abs(anchored) < tenth)),
-            "within_10_level_out": 100 * float(np.mean(np.abs(anchored - level) < tenth))}
+            "within_10_level_out": 100 * float(np.mean(np.abs(anchored - level) < tenth)),
+            "families": {f: float(np.exp(np.median([r for k, r in zip(common, anchored)
+                                                    if family(k) == f])))
+                         for f in families}}
 
 
 def passes(folder: Path, backend: str, threads: int) -> dict[str, float] | None:
@@ -85,8 +105,9 @@ def main() -> None:
 
     spans = {}
     for d in args.datasets:
-        if not (d / "index.jsonl").is_file():
-            raise SystemExit(f"{d}: not a dataset folder (no index.jsonl)")
+        if not (d / "measurements.sqlite").is_file():
+            raise SystemExit(f"{d}: no results store here (a measured dataset or a build "
+                             "workspace has measurements.sqlite)")
         with Store(d) as store:
             spans[d] = store.span(args.backend, args.threads)
         if spans[d] is None:
@@ -108,6 +129,10 @@ def main() -> None:
         print(f"{clock(spans[x][0])} → {clock(spans[y][0])} ({hours:4.1f} h)  {c['n']:4}   "
               f"{c['raw_level']:.3f} / {c['level']:.3f}        {c['stray_pct']:4.1f} %  "
               f"{c['within_10']:5.1f} / {c['within_10_level_out']:5.1f} %")
+        if c["families"]:
+            print("    families, anchored: " + ", ".join(
+                f"{f} {level:.3f}" for f, level in sorted(c["families"].items(),
+                                                          key=lambda item: item[1])))
     print("passes within each measurement: level moves (sd), anchor moves, correlation, "
           "slope of the level on the anchor")
     for d in order:
