@@ -6,6 +6,7 @@ measurement), so they prove the pipeline, not the accuracy (bench/bench_build.py
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from edgemeter.builder import build, create_workspace, load_workspace, sampling
+from edgemeter.builder.build import LEVEL_Z
 from edgemeter.builder.kernel_models import can_emit, emit, emit_batch, emit_error
 from edgemeter.errors import ConfigError
 from edgemeter.importers import load_graph
@@ -387,7 +389,10 @@ def test_model_term_is_put_at_the_level_of_reference_measurements(tiny_workspace
     level = report.reference
     assert level["models"] == 3 and level["protocol"] == {"warmup": 10, "repeats": 30,
                                                           "rounds": 2}
-    assert level["quartiles"][0] <= level["factor"] <= level["quartiles"][1]
+    assert level["quartiles"][0] <= level["median"] <= level["quartiles"][1]
+    # Applied only when the median is clearly away from 1 (LEVEL_Z standard errors).
+    clear = abs(math.log(level["median"])) > LEVEL_Z * math.log1p(level["error"])
+    assert level["factor"] == (level["median"] if clear else 1.0)
     term = load_package(report.package).extra["model_term"]
     assert term["reference_factor"] == level["factor"] and term["models"] == 3
     assert f"model term × {level['factor']:.3f}" in report.format()
@@ -408,6 +413,19 @@ def test_model_term_is_put_at_the_level_of_reference_measurements(tiny_workspace
     plain = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None,
                   retrain=True)
     assert "reference_factor" not in load_package(plain.package).extra["model_term"]
+
+
+def test_reference_level_is_applied_only_when_clearly_away_from_one():
+    from edgemeter.builder.build import level_factor
+
+    steady = level_factor([1.04, 1.05, 1.05, 1.06, 1.05, 1.04, 1.06, 1.05, 1.05, 1.04, 1.06, 1.05])
+    assert steady["factor"] == steady["median"] == pytest.approx(1.05)
+    assert 0 < steady["error"] < 0.005
+    # The 30-minute build of 2026-12-01 12:53: +4.9 % in median, quartiles -2.0 and +8.0 %.
+    spread = level_factor([0.92, 0.96, 0.98, 0.98, 1.03, 1.04, 1.06, 1.07, 1.08, 1.09, 1.12, 1.2])
+    assert spread["median"] == pytest.approx(1.05) and spread["factor"] == 1.0
+    assert spread["quartiles"] == pytest.approx([0.98, 1.0825])
+    assert level_factor([0.9, 0.9, 0.9])["factor"] == pytest.approx(0.9)
 
 
 def test_reference_level_scales_every_coefficient_of_the_model_term():
