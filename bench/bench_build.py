@@ -13,9 +13,9 @@ is measured with the full protocol (9 interleaved rounds) into its own folder,
 WORKDIR/held-out-after-<budget>, and the package is scored on it with
 edgemeter.dataset.evaluate, as a user would. The truth is measured after each build, not once
 before all of them, because this host's speed for some families moves by more than the goal's
-tolerance within an hour: the same 358 zoo models, measured the reference way in two builds an
-hour apart, differed by 10 % in median for GhostNet and MobileNetV3 and by under 1 % for VGG,
-while the speed anchor moved 1.6 % (2026-12-01). ``--held-out`` adds stored sets measured at
+tolerance within an hour: the same 358 training zoo models, measured in two builds an hour
+apart, differed by 10-11 % in median for GhostNet and MobileNetV3 and by under 1 % for VGG,
+while the speed anchor moved 1.6 % (2026-12-01, bench_truth_hours.py). ``--held-out`` adds stored sets measured at
 other moments (bench_accuracy.py's, measured twice with ``--truth-twice``; measured here if not
 yet): each build is also scored on each, one line per set, which shows how far the machine's
 drift carries a predictor. The goal (issue 4): a build within 30 minutes puts >= 95% of the

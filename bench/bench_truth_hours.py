@@ -29,10 +29,12 @@ import argparse
 import itertools
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgemeter.backends.protocol import Measurement
+if TYPE_CHECKING:
+    from edgemeter.backends.protocol import Measurement
 
 
 def truths(folder: Path, backend: str, threads: int) -> dict[tuple[str, str], Measurement]:

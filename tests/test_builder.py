@@ -421,7 +421,7 @@ def test_reference_level_is_applied_only_when_clearly_away_from_one():
     steady = level_factor([1.04, 1.05, 1.05, 1.06, 1.05, 1.04, 1.06, 1.05, 1.05, 1.04, 1.06, 1.05])
     assert steady["factor"] == steady["median"] == pytest.approx(1.05)
     assert 0 < steady["error"] < 0.005
-    # The 30-minute build of 2026-12-01 12:53: +4.9 % in median, quartiles -2.0 and +8.0 %.
+    # Spread like the 30-minute build of 2026-12-01 12:53 (+4.9 %, quartiles -2.0 and +8.0 %).
     spread = level_factor([0.92, 0.96, 0.98, 0.98, 1.03, 1.04, 1.06, 1.07, 1.08, 1.09, 1.12, 1.2])
     assert spread["median"] == pytest.approx(1.05) and spread["factor"] == 1.0
     assert spread["quartiles"] == pytest.approx([0.98, 1.0825])
