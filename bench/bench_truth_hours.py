@@ -60,14 +60,15 @@ def compare(a: dict, b: dict) -> dict:
     anchored = raw - np.log([b[k].anchor_ms / a[k].anchor_ms for k in common])
     level = float(np.median(anchored))
     tenth = np.log(1.1)
-    families = sorted({family(k) for k in common} - {"other"})
+    by_family: dict[str, list[float]] = {}
+    for k, r in zip(common, anchored):
+        by_family.setdefault(family(k), []).append(r)
+    by_family.pop("other", None)
     return {"n": len(common), "raw_level": float(np.exp(np.median(raw))),
             "level": float(np.exp(level)), "stray_pct": 100 * float(np.std(anchored)),
             "within_10": 100 * float(np.mean(np.abs(anchored) < tenth)),
             "within_10_level_out": 100 * float(np.mean(np.abs(anchored - level) < tenth)),
-            "families": {f: float(np.exp(np.median([r for k, r in zip(common, anchored)
-                                                    if family(k) == f])))
-                         for f in families}}
+            "families": {f: float(np.exp(np.median(v))) for f, v in sorted(by_family.items())}}
 
 
 def passes(folder: Path, backend: str, threads: int) -> dict[str, float] | None:
