@@ -43,6 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from edgemeter.dataset import evaluate, generate, measure
+    from edgemeter.dataset.evaluate import bands_line
     from edgemeter.predictor.model import load_predictor
     from edgemeter.predictor.registry import list_predictors
 
@@ -78,6 +79,7 @@ def main() -> None:
         for family, f in result.families.items():
             print(f"    {family:14} n={f['n']:3}  ±5% {f['within_5']:5.1f}%  "
                   f"±10% {f['within_10']:5.1f}%  RMSPE {f['rmspe']:5.1f}%")
+        print(f"    {bands_line(result.sizes)}")
         if args.truth_twice:
             lines.append(truth_again(folder, predictor, result, threads, options, args.rounds))
             print(lines[-1])

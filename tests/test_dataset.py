@@ -10,6 +10,7 @@ import pytest
 from edgemeter.cli import main
 from edgemeter.dataset import (evaluate, generate, measure, read_index, read_measurements,
                                sibling)
+from edgemeter.dataset.evaluate import latency_band
 from edgemeter.dataset.measure import measurements_file
 from edgemeter.errors import ConfigError
 from edgemeter.predictor.package import save_package
@@ -113,6 +114,10 @@ def test_evaluate_writes_report(dataset, package, tmp_path, capsys):
         assert row["measured_ms"] > 0 and row["predicted_ms"] > 0
     report = (tmp_path / "report" / "report.md").read_text()
     assert "within ±10%" in report and "squeezenet" in report
+    # Each model in exactly one latency band, the band its truth falls in.
+    assert sum(f["n"] for f in result.sizes.values()) == 2
+    assert {latency_band(r["truth_ms"]) for r in result.rows} == set(result.sizes)
+    assert "By the truth's latency" in report
     # Two models: one pair to rank, one shared factor (the median of the two ratios).
     ratios = [r["predicted_ms"] / r["truth_ms"] for r in result.rows]
     assert result.relative["scale"] == pytest.approx(sum(ratios) / 2)
@@ -128,6 +133,7 @@ def test_evaluate_writes_report(dataset, package, tmp_path, capsys):
           "--out", str(tmp_path / "cli-report")])
     out = capsys.readouterr().out
     assert "within ±10%" in out and "relative to each other" in out
+    assert "within ±10% by latency: " in out
     assert (tmp_path / "cli-report" / "scatter.png").is_file()
 
 
@@ -197,3 +203,9 @@ def test_cli_generate_and_measure(tmp_path, capsys):
     assert len(read_measurements(folder, "onnxruntime-cpu")) == 1
     with Store(folder) as store:
         assert [m.protocol["interleave"] for m in store] == [False]
+
+
+def test_latency_bands_double_from_one_millisecond():
+    assert [latency_band(ms) for ms in (0.3, 1.0, 1.9, 2.0, 7.99, 8.0, 15.9, 16.0, 400.0)] == [
+        "< 1 ms", "1-2 ms", "1-2 ms", "2-4 ms", "4-8 ms", "8-16 ms", "8-16 ms", ">= 16 ms",
+        ">= 16 ms"]

@@ -203,7 +203,7 @@ def evaluate(name: str | None, version: str | None, folder: Path, backend: str |
              threads: int | None, out: Path | None) -> None:
     """Compare a predictor with a measured dataset: ±5/±10% shares, RMSPE, plot, report."""
     from edgemeter.dataset import evaluate as run
-    from edgemeter.dataset.evaluate import relative_line
+    from edgemeter.dataset.evaluate import bands_line, relative_line
     from edgemeter.predictor.model import load_predictor
 
     predictor = load_predictor(name, version)
@@ -219,5 +219,6 @@ def evaluate(name: str | None, version: str | None, folder: Path, backend: str |
         raw = result.overall_as_measured
         click.echo(f"as measured, without the anchor: {raw['within_5']:.1f}% within ±5%, "
                    f"{raw['within_10']:.1f}% within ±10%, RMSPE {raw['rmspe']:.1f}%")
+    click.echo(bands_line(result.sizes))
     click.echo(relative_line(result.relative))
     click.echo(f"report: {out / 'report.md'}")
