@@ -79,7 +79,7 @@ def main() -> None:
         for family, f in result.families.items():
             print(f"    {family:14} n={f['n']:3}  ±5% {f['within_5']:5.1f}%  "
                   f"±10% {f['within_10']:5.1f}%  RMSPE {f['rmspe']:5.1f}%")
-        print(f"    {bands_line(result.sizes)}")
+        print(f"    {bands_line(result.bands)}")
         if args.truth_twice:
             lines.append(truth_again(folder, predictor, result, threads, options, args.rounds))
             print(lines[-1])

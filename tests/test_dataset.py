@@ -115,8 +115,8 @@ def test_evaluate_writes_report(dataset, package, tmp_path, capsys):
     report = (tmp_path / "report" / "report.md").read_text()
     assert "within ±10%" in report and "squeezenet" in report
     # Each model in exactly one latency band, the band its truth falls in.
-    assert sum(f["n"] for f in result.sizes.values()) == 2
-    assert {latency_band(r["truth_ms"]) for r in result.rows} == set(result.sizes)
+    assert sum(f["n"] for f in result.bands.values()) == 2
+    assert {latency_band(r["truth_ms"]) for r in result.rows} == set(result.bands)
     assert "By the truth's latency" in report
     # Two models: one pair to rank, one shared factor (the median of the two ratios).
     ratios = [r["predicted_ms"] / r["truth_ms"] for r in result.rows]

@@ -219,6 +219,6 @@ def evaluate(name: str | None, version: str | None, folder: Path, backend: str |
         raw = result.overall_as_measured
         click.echo(f"as measured, without the anchor: {raw['within_5']:.1f}% within ±5%, "
                    f"{raw['within_10']:.1f}% within ±10%, RMSPE {raw['rmspe']:.1f}%")
-    click.echo(bands_line(result.sizes))
+    click.echo(bands_line(result.bands))
     click.echo(relative_line(result.relative))
     click.echo(f"report: {out / 'report.md'}")

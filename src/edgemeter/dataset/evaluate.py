@@ -35,7 +35,7 @@ class Evaluation:
     rows: list[dict[str, Any]]                  # one per model, see results.csv
     overall: dict[str, float]                   # metrics.accuracy of all models
     families: dict[str, dict[str, float]]       # the same per family
-    sizes: dict[str, dict[str, float]]          # the same per band of truth (latency_band)
+    bands: dict[str, dict[str, float]]          # the same per band of truth (latency_band)
     anchored: bool = False                      # truth put at the predictor's machine speed
     statistic: str = "median"                   # the measured latency compared: median or min
     overall_as_measured: dict[str, float] = field(default_factory=dict)  # raw medians
@@ -190,8 +190,8 @@ def markdown(result: Evaluation) -> str:
         f"- {relative_line(result.relative)}", "",
         "## Accuracy", "", *head("family"), line("**all**", result.overall),
         *(line(f, figures) for f, figures in result.families.items()), "",
-        "By the truth's latency (small models carry the most noise and overhead):", "",
-        *head("latency"), *(line(band, figures) for band, figures in result.sizes.items()), "",
+        "By the truth's latency (where the misses gather):", "",
+        *head("latency"), *(line(band, figures) for band, figures in result.bands.items()), "",
         "![measured vs predicted](scatter.png)", "",
         "## Largest errors", "",
         "| model | measured ms | truth ms | predicted ms | error (%) |", "|---|---:|---:|---:|---:|",
@@ -204,10 +204,10 @@ def markdown(result: Evaluation) -> str:
     return "\n".join(text)
 
 
-def bands_line(sizes: dict[str, dict[str, float]]) -> str:
+def bands_line(bands: dict[str, dict[str, float]]) -> str:
     """Within ±10 % per latency band, in one sentence."""
     return "within ±10% by latency: " + ", ".join(
-        f"{band} {f['within_10']:.1f}% ({f['n']})" for band, f in sizes.items())
+        f"{band} {f['within_10']:.1f}% ({f['n']})" for band, f in bands.items())
 
 
 def relative_line(relative: dict[str, float]) -> str:
