@@ -15,8 +15,10 @@ import csv
 import json
 import platform
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -130,13 +132,16 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
     def figures(subset: list[dict[str, Any]], truth: str = "truth_ms") -> dict[str, float]:
         return accuracy([r[truth] for r in subset], [r["predicted_ms"] for r in subset])
 
-    families = sorted({r["family"] for r in rows})
-    bands: dict[str, list[dict[str, Any]]] = {}
-    for row in sorted(rows, key=lambda r: r["truth_ms"]):
-        bands.setdefault(latency_band(row["truth_ms"]), []).append(row)
+    def grouped(group: Callable[[dict], str], order: str) -> dict[str, dict[str, float]]:
+        """Figures per group of rows, the groups in the order of their rows' ``order`` key."""
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for row in sorted(rows, key=itemgetter(order)):
+            groups.setdefault(group(row), []).append(row)
+        return {name: figures(subset) for name, subset in groups.items()}
+
     result = Evaluation(predictor.label, backend, str(folder), config, rows, figures(rows),
-                        {f: figures([r for r in rows if r["family"] == f]) for f in families},
-                        {band: figures(subset) for band, subset in bands.items()},
+                        grouped(itemgetter("family"), "family"),
+                        grouped(lambda r: latency_band(r["truth_ms"]), "truth_ms"),
                         anchored, statistic, figures(rows, "measured_ms"),
                         relative_accuracy([r["truth_ms"] for r in rows],
                                           [r["predicted_ms"] for r in rows]),
