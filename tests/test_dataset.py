@@ -166,21 +166,26 @@ def test_evaluate_judges_a_min_trained_predictor_on_fastest_runs(dataset, packag
     pkg = load_package(package)
     pkg.extra["statistic"] = "min"
     result = evaluate(Predictor(pkg), dataset, out=tmp_path / "report")
-    fastest = {r["file"]: r["min_ms"] for r in read_measurements(dataset, "onnxruntime-cpu")}
-    # Lines from before min_ms: evaluation says what to run, and that run adds them unmeasured.
+    lines = read_measurements(dataset, "onnxruntime-cpu")
+    fastest = {r["file"]: r["min_ms"] for r in lines}
+    anchors = {r["file"]: r["anchor_ms"] for r in lines}
+    # Lines from before min_ms (and from before the anchor was paired per round): evaluation
+    # says what to run, and that run writes them again from the store, measuring nothing.
     path = measurements_file(dataset, "onnxruntime-cpu")
-    old = [{k: v for k, v in json.loads(line).items() if k != "min_ms"}
-           for line in path.read_text().splitlines()]
+    old = [{k: v * 1.1 if k == "anchor_ms" else v for k, v in json.loads(line).items()
+            if k != "min_ms" or i} for i, line in enumerate(path.read_text().splitlines())]
+    assert len(old) > 1 and "min_ms" in old[1]
     path.write_text("".join(json.dumps(r) + "\n" for r in old))
-    with pytest.raises(ConfigError, match="lacks .*dataset measure"):
+    with pytest.raises(ConfigError, match="1 of 2 lines .* lack .*dataset measure"):
         evaluate(Predictor(pkg), dataset)
     with Store(dataset) as store:
         stored = len(store)
     measure(dataset, "onnxruntime-cpu", threads=1, rounds=1, repeats=5, warmup=2)
     with Store(dataset) as store:
         assert len(store) == stored
-    assert {r["file"]: r["min_ms"] for r in read_measurements(dataset, "onnxruntime-cpu")} == \
-        fastest
+    lines = read_measurements(dataset, "onnxruntime-cpu")
+    assert {r["file"]: r["min_ms"] for r in lines} == fastest
+    assert {r["file"]: r["anchor_ms"] for r in lines} == anchors
     assert result.statistic == "min"
     assert all(row["measured_ms"] == fastest[row["file"]] for row in result.rows)
     assert "fastest timed run" in (tmp_path / "report" / "report.md").read_text()

@@ -331,11 +331,29 @@ def test_anchor_is_timed_beside_the_model_in_every_round(tmp_path):
     model = tiny_onnx(tmp_path / "tiny.onnx")
     m = measure(model, "onnxruntime-cpu", {"threads": 1}, replace(FAST, anchor=True))
     assert m.ok and len(m.anchor_round_medians_ms) == len(m.round_medians_ms) == 2
-    assert m.anchor_ms == statistics.median(m.anchor_round_medians_ms) > 0
+    ratio = statistics.median(x / a for x, a in zip(m.round_medians_ms,
+                                                     m.anchor_round_medians_ms))
+    assert m.anchor_ms == pytest.approx(m.median_ms / ratio) and m.anchor_ms > 0
     plain = measure(model, "onnxruntime-cpu", {"threads": 1}, FAST)
     assert plain.ok and plain.anchor_ms is None and plain.anchor_round_medians_ms is None
     with pytest.raises(ConfigError, match="anchor"):
         Protocol(anchor="yes")
+
+
+def test_the_anchor_pairs_with_the_model_round_by_round():
+    from edgemeter.backends.protocol import Measurement, paired_anchor_ms
+
+    # Round 2 ran in a slow spell that slowed model and anchor alike (x1.3), round 3 had a
+    # slow model and a quick anchor. Two rounds of three say the model takes 4 anchors; the
+    # two medians (4.4 ms, 1.0 ms) come from different rounds and would say 4.4.
+    rounds, anchors = [4.0, 5.2, 4.4], [1.0, 1.3, 0.95]
+    assert paired_anchor_ms(rounds, anchors) == pytest.approx(4.4 / 4.0)
+    assert statistics.median(anchors) == 1.0
+    assert paired_anchor_ms([4.0, 3.6], [1.0, 0.9, 1.3]) == 1.0  # rounds that do not pair
+    # Stored before the pairing: read back, the anchor is paired again.
+    old = Measurement("m.onnx", "onnxruntime-cpu", {}, round_medians_ms=rounds, median_ms=4.4,
+                      anchor_round_medians_ms=anchors, anchor_ms=1.0)
+    assert Measurement.from_dict(old.to_dict()).anchor_ms == pytest.approx(1.1)
 
 
 def test_anchor_puts_latencies_at_one_machine_speed():

@@ -239,6 +239,9 @@ def test_relative_figures_ignore_a_factor_shared_by_every_model():
     assert metrics.kendall_tau([1, 2, 3, 4], [2, 1, 4, 3]) == pytest.approx(2 / 6)
     with pytest.raises(ValueError, match="at least two"):
         metrics.kendall_tau([1.0], [1.0])
+    # A dataset with one measured model still gets its figures (an evaluation used to stop).
+    assert metrics.relative_accuracy([2.0], [2.2]) == {
+        "scale": pytest.approx(1.1), "within_5": 100.0, "within_10": 100.0, "kendall_tau": None}
 
 
 def test_train_kernel_regressor_splits_and_scores():

@@ -71,16 +71,17 @@ def _measured(folder: Path, backend: str, threads: int | None,
     """Successful measurements of one backend setting: ``threads`` if given, else the
     predictor's own ``settings`` if it recorded them; several settings left need ``threads``."""
     key = f"{statistic}_ms"
-    records = [r for r in read_measurements(folder, backend)
-               if r["error"] is None and r.get(key)]
+    records = [r for r in read_measurements(folder, backend) if r["error"] is None]
     if threads is not None:
         records = [r for r in records if r["config"].get("threads") == threads]
     elif settings and any(r["config"] == settings for r in records):
         records = [r for r in records if r["config"] == settings]
-    if not records and statistic != "median" and _measured(folder, backend, threads, settings):
+    lacking = sum(not r.get(key) for r in records)
+    if lacking:  # judging the others alone would hide models
         raise ConfigError(f"the predictor was trained on {statistic} latencies, which "
-                          f"{measurements_file(folder, backend).name} lacks (an older edgemeter "
-                          f"wrote it): run 'edgemeter dataset measure {folder} --backend "
+                          f"{lacking} of {len(records)} lines of "
+                          f"{measurements_file(folder, backend).name} lack (an older edgemeter "
+                          f"wrote them): run 'edgemeter dataset measure {folder} --backend "
                           f"{backend}' to add them from the stored measurements")
     if not records:
         raise ConfigError(f"no successful measurements for backend {backend}"
@@ -217,7 +218,8 @@ def bands_line(bands: dict[str, dict[str, float]]) -> str:
 
 def relative_line(relative: dict[str, float]) -> str:
     """The figures blind to a factor shared by every model, in one sentence."""
+    tau = relative["kendall_tau"]
     return (f"relative to each other: predictions are {relative['scale']:.3f}x the truth in "
             f"median; divided by that, {relative['within_5']:.1f}% within ±5%, "
             f"{relative['within_10']:.1f}% within ±10%; rank correlation (Kendall's tau) "
-            f"{relative['kendall_tau']:.3f}")
+            + (f"{tau:.3f}" if tau is not None else "needs two models"))

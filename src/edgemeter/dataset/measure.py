@@ -56,9 +56,10 @@ def measure(folder: str | Path, backend: str, threads: int = 1,
     protocol = reference_protocol(warmup=warmup, repeats=repeats, rounds=rounds,
                                   interleave=interleave)
     out = measurements_file(folder, backend)
-    # Lines written before min_ms existed are written again, from the store (no re-measuring).
-    recorded = {r["file"] for r in read_measurements(folder, backend)
-                if r["config"] == settings and r["error"] is None and "min_ms" in r}
+    # A line that differs from what the store's measurement gives now (written before min_ms
+    # existed, or before the anchor was paired per round) is written again, re-measuring nothing.
+    recorded = {r["file"]: r for r in read_measurements(folder, backend)
+                if r["config"] == settings}
     # Results come back in order; a reused one carries the path it was stored under, which
     # differs if the dataset folder moved, so entries are matched by position.
     pending = iter(entries)
@@ -68,8 +69,9 @@ def measure(folder: str | Path, backend: str, threads: int = 1,
                  disable=not progress) as bar:
         def on_result(m: Measurement, reused: bool) -> None:
             entry = next(pending)
-            if not (reused and entry["file"] in recorded):
-                jsonl.write(lines, _record(entry, m))
+            record = _record(entry, m)
+            if not (reused and recorded.get(entry["file"]) == record):
+                jsonl.write(lines, record)
             bar.set_postfix_str(f"{entry['file'].split('/')[-1]} "
                                 + (f"{m.median_ms:.2f} ms" if m.ok else "FAILED"))
             # Rounds a model did not run (reused, or failed early) count as done.

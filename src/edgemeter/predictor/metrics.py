@@ -69,9 +69,10 @@ def kendall_tau(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 def relative_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
     """Figures blind to one factor shared by every model (a machine that runs all of them
     slower today): ``scale``, the median of predicted / true; ``within_5`` and ``within_10``
-    once the predictions are divided by it; ``kendall_tau``. A NAS search compares candidates
-    with each other, so these are what it relies on."""
+    once the predictions are divided by it; ``kendall_tau`` (None for a single model). A NAS
+    search compares candidates with each other, so these are what it relies on."""
     true, pred = _pair(y_true, y_pred)
     scale = float(np.median(pred / true))
     return {"scale": scale, "within_5": within(true, pred / scale, 5),
-            "within_10": within(true, pred / scale, 10), "kendall_tau": kendall_tau(true, pred)}
+            "within_10": within(true, pred / scale, 10),
+            "kendall_tau": kendall_tau(true, pred) if true.size > 1 else None}
