@@ -150,9 +150,9 @@ def paired_anchor_ms(round_medians: list[float], anchor_round_medians: list[floa
     median of each round's model-to-anchor ratio (the plain anchor median if the rounds do not
     pair up). A round's model and anchor share one process and one moment, and a slow spell
     of the host lasts minutes: it moves both, so their ratio drops it, where the anchor's
-    median over rounds is one figure for several moments. Five truths of the same 54 models
-    (2026-12-01, Zen 4) agreed within ±10 % on 96.4 % of them in mean over their ten pairs
-    anchored by the median, on all of them anchored per round."""
+    median over rounds is one figure for several moments. Five nine-round truths of the same
+    54 models (2026-12-01, Zen 4, bench/bench_truth_hours.py) agreed within ±10 % for 95.8 % of
+    them in mean over their ten pairs anchored by the anchors' median, for 99.8 % paired."""
     if len(round_medians) != len(anchor_round_medians) or not round_medians:
         return statistics.median(anchor_round_medians)
     ratio = statistics.median(m / a for m, a in zip(round_medians, anchor_round_medians))
