@@ -90,3 +90,21 @@ def test_batch_across_models_and_walk_chunks_equals_the_walk(zoo_onnx, default_p
     np.testing.assert_allclose(ms, expected, rtol=1e-12)
     # conv rows alone exceed the threshold below which rows are not de-duplicated
     assert sum(predictor.group(k.type) == "conv" for k in kernels) > regressors._DEDUP_MIN_ROWS
+
+
+def test_the_onnxruntime_engine_predicts_what_the_numpy_walk_predicts(zoo_onnx,
+                                                                      default_predictor):
+    """Same trees, same float32 decisions; only the leaf sum is rounded in float32."""
+    compiled = load_predictor(engine="onnxruntime")
+    assert compiled.package is not default_predictor.package  # compiled from its own load
+    models = [zoo_onnx(family) for family in PREDICT_FAMILIES]
+    for walked, fast in zip(default_predictor.predict_batch(models),
+                            compiled.predict_batch(models)):
+        assert [k["type"] for k in fast.kernels] == [k["type"] for k in walked.kernels]
+        np.testing.assert_allclose([k["latency_ms"] for k in fast.kernels],
+                                   [k["latency_ms"] for k in walked.kernels], rtol=1e-5)
+        assert fast.latency_ms == pytest.approx(walked.latency_ms, rel=1e-6)
+        assert fast.coverage == walked.coverage
+    kernels = [default_predictor.detect(m)[1] for m in models]
+    np.testing.assert_allclose(compiled.predict_kernels(kernels),
+                               default_predictor.predict_kernels(kernels), rtol=1e-6)

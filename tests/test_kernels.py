@@ -233,8 +233,8 @@ def test_every_kernel_knows_the_flops_of_the_model_around_it():
 def test_grouped_conv_features_say_how_its_channels_block():
     from edgemeter.kernels.features import channel_alignment
 
-    assert [channel_alignment(*c) for c in [(16, 32), (24, 24), (16, 24), (17,), (3, 64)]] == \
-        [16, 8, 8, 1, 1]
+    assert [channel_alignment(*c) for c in [(16, 32), (24, 24), (16, 24), (17,), (3, 64),
+                                            (0, 48), (0,)]] == [16, 8, 8, 1, 1, 16, 16]
     b = Builder(shape=(1, 96, 14, 14))
     (kernel,) = kernels_of(b.graph(b.conv("x", 64, group=4)))
     assert (kernel.features["GROUPS"], kernel.features["CIN_PER_GROUP"],

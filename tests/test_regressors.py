@@ -70,17 +70,53 @@ def test_fit_save_load_predict_equals_sklearn(data, tmp_path, algo, transform):
 
 
 def test_float32_thresholds_split_float32_features_as_the_float64_ones():
-    from edgemeter.predictor.regressors import _float32_floor
+    from edgemeter.predictor.regressors import float32_floor
 
     rng = np.random.default_rng(0)
     # Midpoints of neighbouring float32 values (as sklearn's thresholds are), at many scales.
     low = (rng.random(5000) * 10.0 ** rng.integers(-3, 10, 5000)).astype(np.float32)
     high = np.nextafter(low, np.float32(np.inf))
     thresholds = (low.astype(np.float64) + high.astype(np.float64)) / 2
-    stored = _float32_floor(thresholds)
+    stored = float32_floor(thresholds)
     assert stored.dtype == np.float32
     for x in (low, high, np.nextafter(low, np.float32(-np.inf))):
         np.testing.assert_array_equal(x <= thresholds, x <= stored.astype(np.float64))
+
+
+@pytest.mark.parametrize("algo", ["rf", "gb"])
+def test_both_engines_split_neighbouring_float32_values_alike(data, algo):
+    """A freshly trained forest keeps float64 thresholds; the onnxruntime engine compares in
+    float32 and must take the float32 at or below each one. Between two neighbouring float32
+    values whose midpoint rounds up (to the even one), rounding to nearest would send the upper
+    value the wrong way."""
+    from edgemeter.predictor.batch import KernelBatchPredictor
+
+    low = np.nextafter(np.float32(1024), np.float32(2048))
+    high = np.nextafter(low, np.float32(2048))
+    assert np.float32((np.float64(low) + np.float64(high)) / 2) == high  # the trap is armed
+    X = np.repeat([[low], [high]], 30, axis=0).astype(np.float64)
+    y = np.repeat([1.0, 10.0], 30)
+    regressor = make_regressor(algo, n_estimators=5, transform="log").fit(X, y)
+    conv = ForestRegressor(10).fit(*data, feature_names=FEATURES)
+    matrices = {"steps": X[[0, -1]], "conv": data[0][:40]}
+    regressors = {"steps": regressor, "conv": conv}
+    walked = KernelBatchPredictor(regressors).predict(matrices)
+    compiled = KernelBatchPredictor(regressors, engine="onnxruntime").predict(matrices)
+    assert walked["steps"][1] > 2 * walked["steps"][0]  # the two values fall apart
+    for name in regressors:
+        np.testing.assert_allclose(compiled[name], walked[name], rtol=1e-6)
+
+
+def test_an_unknown_or_missing_engine_is_refused(data, monkeypatch):
+    from edgemeter.errors import MissingExtraError
+    from edgemeter.predictor.batch import KernelBatchPredictor
+
+    regressors = {"conv": ForestRegressor(5).fit(*data, feature_names=FEATURES)}
+    with pytest.raises(ConfigError, match="unknown engine 'numba'.*numpy, onnxruntime"):
+        KernelBatchPredictor(regressors, engine="numba")
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)
+    with pytest.raises(MissingExtraError, match="onnxruntime"):
+        KernelBatchPredictor(regressors, engine="onnxruntime")
 
 
 def test_duplicate_rows_predicted_once_give_the_same_values(data):

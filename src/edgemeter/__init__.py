@@ -7,9 +7,10 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 
-def load_predictor(name=None, version=None):
+def load_predictor(name=None, version=None, engine="numpy"):
     """The latency predictor ``name`` (None: the shipped default), newest version unless
-    ``version`` is given, or a package folder/.zip by path::
+    ``version`` is given, or a package folder/.zip by path; ``engine="onnxruntime"`` for a
+    process that predicts many graphs::
 
         >>> edgemeter.load_predictor().predict("model.onnx").latency_ms
 
@@ -17,4 +18,4 @@ def load_predictor(name=None, version=None):
     stays light."""
     from edgemeter.predictor.model import load_predictor as load
 
-    return load(name, version)
+    return load(name, version, engine)

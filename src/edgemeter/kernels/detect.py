@@ -1,6 +1,7 @@
 """Kernel detection: split a graph into the kernels a runtime executes, following its rules."""
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -29,14 +30,14 @@ class _Context:
         self.graph = graph
         self.nodes = graph.nodes
         self.kinds = [node_kind(graph, n) for n in self.nodes]
-        self.consumers: dict[str, list[int]] = {}
+        self.consumers: defaultdict[str, list[int]] = defaultdict(list)
         self.act_inputs: list[list[str]] = []
         tensors = graph.tensors
         for i, node in enumerate(self.nodes):  # one pass: detection runs per model in NAS loops
             act = []
             for name in node.inputs:
                 if name:
-                    self.consumers.setdefault(name, []).append(i)
+                    self.consumers[name].append(i)
                     tensor = tensors.get(name)
                     if tensor is None or not tensor.constant:
                         act.append(name)
@@ -90,8 +91,9 @@ def detect(graph: Graph, rules: FusionRules) -> list[Kernel]:
     # 2. pair fusion along chains, at kernel granularity so a pattern kernel (hswish) can join
     # the conv before it. Groups were created in order of their first node, which is also a
     # topological order of the groups.
+    pairs = rules.pairs
     for group in groups:
-        if group.alive:
+        if group.alive and group.type in pairs:  # only a pair's left side absorbs anything
             _grow(ctx, rules, group, groups, owner)
 
     kernels = []
@@ -181,7 +183,7 @@ def _grow(ctx: _Context, rules: FusionRules, group: _Group, groups: list[_Group]
     """Absorb following kernels into ``group`` while the rules allow it."""
     start = min(group.members)
     tail = list(group.members)
-    while group.type in rules.pairs:  # only a pair's left side absorbs anything
+    while group.type in rules.pairs:
         inside = set(group.members)
         outs = ctx.external_outputs(tail, inside)
         if len(outs) != 1 or outs[0] in ctx.graph_outputs:

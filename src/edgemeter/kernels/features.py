@@ -6,7 +6,7 @@ fc), chosen by kind, plus totals over all member nodes.
 from __future__ import annotations
 
 from functools import lru_cache
-from math import prod
+from math import gcd, prod
 
 from edgemeter.graph import Graph, Node
 from edgemeter.kernels.kinds import ACTIVATION_CODES
@@ -138,10 +138,9 @@ def channel_alignment(*channels: int) -> int:
     onnxruntime reorders it out of and back into the blocked layout, and in a profiled GhostNet
     a concat of two 12-channel 12×12 inputs took 1.4 times as long as one of two 48-channel
     inputs of the same size."""
-    align = ALIGN_MAX
-    while align > 1 and any(c % align for c in channels):
-        align //= 2
-    return align
+    low = gcd(*channels)
+    low &= -low  # the largest power of two dividing every count (0 when all are 0)
+    return ALIGN_MAX if low == 0 or low > ALIGN_MAX else low
 
 
 def _pool_features(graph: Graph, node: Node) -> Features:

@@ -80,16 +80,12 @@ ACTIVATION_CODES = {"relu": 1, "relu6": 2, "hswish": 3, "hsigmoid": 4, "sigmoid"
 
 
 def node_kind(graph: Graph, node: Node) -> str:
-    kind = _TABLE.get(node.op, "other")
-    if kind == "conv" and _is_depthwise(graph, node):
-        return "dwconv"
-    if node.op == "Clip" and _clip_bounds(graph, node) == (0.0, 6.0):
-        return "relu6"
-    if node.op == "MatMul" and _constant_matrix(graph, node.inputs[1:2]):
-        return "fc"
-    if node.op == "ReduceMean" and _is_spatial_mean(graph, node):
-        return "global-avgpool"
-    return kind
+    refine = _REFINED.get(node.op)  # one lookup for the common case: a kind the op alone gives
+    if refine is not None:
+        kind = refine(graph, node)
+        if kind is not None:
+            return kind
+    return _TABLE.get(node.op, "other")
 
 
 def _shape(graph: Graph, name: str) -> list[int] | None:
@@ -139,3 +135,12 @@ def _is_spatial_mean(graph: Graph, node: Node) -> bool:
         tensor = graph.tensors.get(node.inputs[1])
         axes = tensor.value if tensor is not None else None
     return axes is not None and sorted(a % 4 for a in axes) == [2, 3]
+
+
+# Ops whose kind also depends on attributes or shapes: None keeps the table's kind.
+_REFINED = {
+    "Conv": lambda graph, node: "dwconv" if _is_depthwise(graph, node) else None,
+    "Clip": lambda graph, node: "relu6" if _clip_bounds(graph, node) == (0.0, 6.0) else None,
+    "MatMul": lambda graph, node: "fc" if _constant_matrix(graph, node.inputs[1:2]) else None,
+    "ReduceMean": lambda graph, node: "global-avgpool" if _is_spatial_mean(graph, node) else None,
+}

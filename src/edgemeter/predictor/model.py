@@ -41,6 +41,7 @@ from edgemeter.errors import ConfigError, ModelError
 from edgemeter.graph import Graph
 from edgemeter.kernels.detect import Kernel, detect
 from edgemeter.kernels.groups import regressor_group
+from edgemeter.predictor.batch import check_engine
 from edgemeter.predictor.package import PredictorPackage, load_package
 
 InputShape = Sequence[int] | Mapping[str, Sequence[int]] | str | Sequence[str] | None
@@ -85,9 +86,8 @@ class ModelTerm:
         """N of one model: its kernels, or every node of its graph (each is in one kernel)."""
         return len(kernels) if self.node_count == "kernels" else sum(len(k.nodes) for k in kernels)
 
-    def scales(self, groups: Iterable[str]) -> np.ndarray:
-        get = self.group_scale.get
-        return np.array([get(g, self.scale) for g in groups], dtype=np.float64)
+    def scale_of(self, group: str) -> float:
+        return self.group_scale.get(group, self.scale)
 
     def overhead(self, count: np.ndarray | int) -> np.ndarray | float:
         return self.per_node_ms * count + self.intercept_ms
@@ -162,8 +162,11 @@ def _input_shapes(spec: InputShape) -> dict[str, list[int]] | None:
 class Predictor:
     """Predicts model latency with one predictor package (see the module docstring)."""
 
-    def __init__(self, package: PredictorPackage):
+    def __init__(self, package: PredictorPackage, engine: str = "numpy"):
         self.package = package
+        self.engine = check_engine(engine)
+        if engine != "numpy":  # compiled now: a missing runtime fails here, not mid-loop
+            package.batch(engine)
         self.rules = package.rules()
         extra = package.extra
         self.model_term = (_terms(ModelTerm, extra["model_term"], "model_term", package)
@@ -173,11 +176,12 @@ class Predictor:
         self._group_of: dict[str, str] = {}
 
     @classmethod
-    def from_package(cls, package: PredictorPackage | str | Path) -> Predictor:
+    def from_package(cls, package: PredictorPackage | str | Path,
+                     engine: str = "numpy") -> Predictor:
         """From a loaded package, or a package folder / .zip path."""
         if not isinstance(package, PredictorPackage):
             package = load_package(package)
-        return cls(package)
+        return cls(package, engine)
 
     @property
     def name(self) -> str:
@@ -219,7 +223,7 @@ class Predictor:
             from edgemeter.backends.anchor import measure_anchor
 
             anchor_ms = measure_anchor(self.backend, self.package.extra.get("backend_settings"))
-        calibrated = Predictor(self.package)
+        calibrated = Predictor(self.package, self.engine)
         calibrated.model_term = self.model_term.times(anchor_ms / self.anchor_ms)
         return calibrated
 
@@ -260,8 +264,17 @@ class Predictor:
     def kernel_latencies(self, kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray]:
         """Raw predicted ms of each kernel (before the model term's scale) and whether a trained
         regressor covered it, all regressors in one merged pass."""
+        ms, covered, _ = self._kernel_times(kernels)
+        return ms, covered
+
+    def _kernel_times(self, kernels: Sequence[Kernel]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`kernel_latencies` and each kernel's model-term scale (set per group here,
+        where the kernels are already grouped)."""
         ms = np.empty(len(kernels))
         covered = np.zeros(len(kernels), dtype=bool)
+        scale = np.empty(len(kernels))
+        scale_of = self.model_term.scale_of
         by_group: dict[str, list[int]] = {}
         group_of = self.group
         for i, kernel in enumerate(kernels):
@@ -271,6 +284,7 @@ class Predictor:
         matrices: dict[str, np.ndarray] = {}
         slots: dict[str, list[int]] = {}
         for group, index in by_group.items():
+            scale[index] = scale_of(group)
             regressor = regressors.get(group)
             if regressor is None:
                 uncovered.extend(index)
@@ -283,7 +297,7 @@ class Predictor:
                             for i in index]
             matrices[group] = np.array(list(distinct), dtype=np.float64).reshape(len(distinct), -1)
         # Every group's trees walk together in one merged forest: one pass per call, not per group.
-        for group, predicted in self.package.batch.predict(matrices).items():
+        for group, predicted in self.package.batch(self.engine).predict(matrices).items():
             ms[by_group[group]] = predicted[slots[group]]
             covered[by_group[group]] = True
         if uncovered:
@@ -291,24 +305,17 @@ class Predictor:
             nbytes = np.array([kernels[i].features.get("BYTES", 0.0) for i in uncovered], float)
             fallback = self.fallback(kernels[i].type for i in uncovered)
             ms[uncovered] = fallback.predict(flops, nbytes)
-        return ms, covered
+        return ms, covered, scale
 
     def predict_kernels(self, kernel_lists: Sequence[Sequence[Kernel]]) -> np.ndarray:
         """Model latencies (ms) of many models given as their detected kernels: the NAS fast
         path, with every regressor called once for the whole batch."""
         flat = [k for kernels in kernel_lists for k in kernels]
         owner = np.repeat(np.arange(len(kernel_lists)), [len(ks) for ks in kernel_lists])
-        ms, _ = self.kernel_latencies(flat)
-        sums = np.bincount(owner, weights=self.scaled(flat, ms), minlength=len(kernel_lists))
+        ms, _, scale = self._kernel_times(flat)
+        sums = np.bincount(owner, weights=ms * scale, minlength=len(kernel_lists))
         counts = np.array([self.model_term.count(ks) for ks in kernel_lists], dtype=np.float64)
         return sums + self.model_term.overhead(counts)
-
-    def scaled(self, kernels: Sequence[Kernel], ms: np.ndarray) -> np.ndarray:
-        """Raw kernel predictions with the model term's scale of each kernel's group."""
-        term = self.model_term
-        if not term.group_scale:  # one scale for all: no per-kernel group lookups on the hot path
-            return ms * term.scale
-        return ms * term.scales(self.group(k.type) for k in kernels)
 
     # -- models ------------------------------------------------------------------------------
     def predict(self, model: Any, input_shape: InputShape = None) -> Prediction:
@@ -330,19 +337,19 @@ class Predictor:
         was imported: paths are kept as the ``model`` label) default to the graphs' names."""
         models = models if models is not None else [graph.name for graph, _ in detected]
         flat = [k for _, kernels in detected for k in kernels]
-        ms, covered = self.kernel_latencies(flat)
+        ms, covered, scale = self._kernel_times(flat)
+        scaled = ms * scale
         predictions, start = [], 0
         for model, (graph, kernels) in zip(models, detected):
             end = start + len(kernels)
-            predictions.append(self._prediction(model, graph, kernels, ms[start:end],
+            predictions.append(self._prediction(model, graph, kernels, scaled[start:end],
                                                 covered[start:end]))
             start = end
         return predictions
 
-    def _prediction(self, model: Any, graph: Graph, kernels: list[Kernel], ms: np.ndarray,
+    def _prediction(self, model: Any, graph: Graph, kernels: list[Kernel], scaled: np.ndarray,
                     covered: np.ndarray) -> Prediction:
         term = self.model_term
-        scaled = self.scaled(kernels, ms)
         overhead = term.overhead(term.count(kernels))
         flops = np.array([k.features.get("FLOPS", 0.0) for k in kernels], dtype=np.float64)
         n = len(kernels)
@@ -392,16 +399,21 @@ def _row_reader(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple]:
     return read
 
 
-def load_predictor(name: str | Path | None = None, version: str | None = None) -> Predictor:
+def load_predictor(name: str | Path | None = None, version: str | None = None,
+                   engine: str = "numpy") -> Predictor:
     """A predictor by name (``None``: the shipped default), the version
     :func:`~edgemeter.predictor.registry.find_predictor` picks unless ``version`` is given; or
     a package folder / .zip given by path. Unknown names or versions raise
-    :class:`~edgemeter.errors.ConfigError` listing the available ones."""
+    :class:`~edgemeter.errors.ConfigError` listing the available ones.
+
+    ``engine`` runs the regressors' trees: ``numpy`` (ready at once) or ``onnxruntime``
+    (compiled here, about a second; then each graph is predicted several times faster: the
+    choice for a process that predicts many, such as a NAS loop)."""
     from edgemeter.predictor.registry import find_predictor
 
     if name is not None and _looks_like_path(name):
-        return Predictor.from_package(name)
-    return Predictor.from_package(find_predictor(name, version).path)
+        return Predictor.from_package(name, engine)
+    return Predictor.from_package(find_predictor(name, version).path, engine)
 
 
 def _looks_like_path(name: str | Path) -> bool:

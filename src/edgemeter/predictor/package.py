@@ -25,7 +25,6 @@ import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -87,6 +86,8 @@ class PredictorPackage:
     edgemeter_version: str = __version__
     extra: dict[str, Any] = field(default_factory=dict)
     source: Path | None = None
+    _batches: dict[str, KernelBatchPredictor] = field(default_factory=dict, init=False,
+                                                      repr=False, compare=False)
 
     @property
     def kernels(self) -> list[str]:
@@ -107,16 +108,19 @@ class PredictorPackage:
             return fp.differences(self.fingerprint, self.runtime_versions)
         return fp.compare(self.fingerprint, machine)
 
-    @cached_property
-    def batch(self) -> KernelBatchPredictor:
-        """All regressors merged for one-pass prediction (built on first use)."""
-        return KernelBatchPredictor(self.regressors)
+    def batch(self, engine: str = "numpy") -> KernelBatchPredictor:
+        """All regressors for one-pass prediction with ``engine`` (built on first use, then
+        shared by every predictor of this package)."""
+        batch = self._batches.get(engine)
+        if batch is None:
+            batch = self._batches[engine] = KernelBatchPredictor(self.regressors, engine)
+        return batch
 
     def predict_kernels(self, types: Sequence[str],
                         features: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Latency (ms) of each kernel from its type and feature dict, all types in one
         vectorised pass; NaN for a type without a regressor (see ``missing_kernels``)."""
-        return self.batch.predict_rows(types, features)
+        return self.batch().predict_rows(types, features)
 
     @property
     def label(self) -> str:

@@ -360,7 +360,7 @@ class TreeRegressor:
             "feature": forest.feature.astype(np.int16 if self.n_features_in_ < 1 << 15
                                              else np.int32),
             "right": forest.right[split].astype(np.int32),
-            "threshold": _float32_floor(forest.threshold[split]),
+            "threshold": float32_floor(forest.threshold[split]),
             # float32 leaves: 1e-7 relative, far below timing noise; half the bytes.
             "value": forest.value[~split].astype(np.float32),
             "roots": forest.roots.astype(np.int32),
@@ -591,7 +591,7 @@ def _every_node(feature: np.ndarray, threshold: np.ndarray, right: np.ndarray,
     return feature, every_threshold, left, every_right, every_value
 
 
-def _float32_floor(threshold: np.ndarray) -> np.ndarray:
+def float32_floor(threshold: np.ndarray) -> np.ndarray:
     """The largest float32 at or below each threshold. Features reach the trees as float32, and
     for every float32 ``x``, ``x <= t`` holds exactly when ``x <= floor32(t)``: the stored
     forest decides as the trained one does, in half the bytes."""
