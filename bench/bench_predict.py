@@ -4,7 +4,7 @@ against measuring the same model on onnxruntime.
     .venv/bin/python bench/bench_predict.py [--predictor NAME|PATH] [--family mobilenetv2]
         [--batch 5000] [--runs 7]
 
-Figures (median of ``--runs``):
+Figures (medians of ``--calls`` calls for one model, of ``--runs`` for the rest):
 - import + detect + predict of one model from its ONNX file, and ``Predictor.predict`` on a
   graph already imported (the per-model cost the issue's "in-memory graph" goal is about), with
   its steps (cost annotation, kernel detection, kernels → prediction) each timed alone; the
@@ -45,7 +45,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--variants", type=int, default=200,
                         help="distinct random variants the batch cycles through")
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=7,
+                        help="runs of the batch and the end-to-end figures")
+    parser.add_argument("--calls", type=int, default=300,
+                        help="calls behind each one-model figure (a millisecond each: many are "
+                             "cheap, and a median of few moves with every slow spell)")
     args = parser.parse_args()
 
     from edgemeter import load_predictor, zoo
@@ -65,7 +69,7 @@ def main() -> None:
           f"{graph.total_cost().flops / 1e9:.2f} GFLOPs")
 
     predictor.predict(path)  # warm caches (regressor walk arrays)
-    full = median_time(lambda: predictor.predict(path), args.runs)
+    full = median_time(lambda: predictor.predict(path), args.calls)
     print(f"one model, file → prediction:      {1e3 * full:8.2f} ms")
     start = time.perf_counter()
     compiled = load_predictor(args.predictor, engine="onnxruntime")
@@ -74,12 +78,12 @@ def main() -> None:
     # every importer leaves them) detects its kernels and predicts them. Then its steps, each
     # timed alone; annotation is the importer's, shown for scale.
     kernels = detect(graph, predictor.rules)
-    annotate_s = median_time(lambda: annotate(graph), args.runs)
-    detect_s = median_time(lambda: detect(graph, predictor.rules), args.runs)
+    annotate_s = median_time(lambda: annotate(graph), args.calls)
+    detect_s = median_time(lambda: detect(graph, predictor.rules), args.calls)
     for engine in (predictor, compiled):
         engine.predict(graph)
-        from_graph = median_time(lambda: engine.predict(graph), args.runs)
-        rest = median_time(lambda: engine.predict_detected([(graph, kernels)]), args.runs)
+        from_graph = median_time(lambda: engine.predict(graph), args.calls)
+        rest = median_time(lambda: engine.predict_detected([(graph, kernels)]), args.calls)
         print(f"one model, graph → prediction:     {1e3 * from_graph:8.2f} ms  ({engine.engine} "
               f"engine; alone: detect {1e3 * detect_s:.2f}, kernels → prediction "
               f"{1e3 * rest:.2f}; annotate {1e3 * annotate_s:.2f})")

@@ -3,6 +3,7 @@
 - :mod:`~edgemeter.predictor.regressors`: tree ensembles trained with scikit-learn, evaluated
   with numpy alone (a batch of rows per call), saved as plain arrays.
 - :mod:`~edgemeter.predictor.batch`: every kernel type's forest in one vectorised pass.
+- :mod:`~edgemeter.predictor.onnx_forests`: the same forests compiled into an onnxruntime session.
 - :mod:`~edgemeter.predictor.training`: ``train_kernel_regressor`` with its 80/20 split.
 - :mod:`~edgemeter.predictor.metrics`: RMSE, RMSPE, share within ±5% / ±10%.
 - :mod:`~edgemeter.predictor.package`: the package format (manifest, rules, regressors, data).

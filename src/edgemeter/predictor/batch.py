@@ -4,6 +4,7 @@ and NAS.
 Calling each kernel type's regressor separately costs one tree walk (a fixed ~20 numpy steps)
 per type; a model has a dozen types. Here the forests of all types are merged into one, every
 (row, tree) pair of every type walks together, and only the cheap per-type decoding is a loop.
+The ``onnxruntime`` engine hands the same walk to one session instead (:mod:`.onnx_forests`).
 """
 from __future__ import annotations
 

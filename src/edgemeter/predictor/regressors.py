@@ -3,8 +3,10 @@
 Training uses scikit-learn (the ``train`` extra). Once fitted, an ensemble is exported to plain
 arrays (per node: feature, threshold, left, right, value; stored per split and per leaf, see
 :meth:`TreeRegressor.to_arrays`) and every prediction — right after
-``fit`` or after ``load`` — goes through the same vectorised numpy evaluator, so a predictor
-package needs neither scikit-learn nor pickle: it is data, and loading it executes no code.
+``fit`` or after ``load`` — goes through the same vectorised numpy evaluator (or, when a
+predictor asks for it, onnxruntime's tree-ensemble op: :mod:`~edgemeter.predictor.onnx_forests`),
+so a predictor package needs neither scikit-learn nor pickle: it is data, and loading it
+executes no code.
 
 By default the trees learn log(latency / cost baseline), where the baseline is a non-negative
 linear model on FLOPS and BYTES (``transform="ratio"``). Kernel latencies span four orders of
