@@ -20,6 +20,13 @@ a minute per pass): how far the pass level (median over the models of their roun
 their own median) moves, how far the speed anchor timed beside them moves, their correlation,
 and the slope of the models' move on the anchor's (1: the anchor corrects it fully).
 
+Last, with three or more measurements of the same models (rounds and anchors stored), each
+model's own sensitivity: the slope of its round times on the anchor's, from the round-to-round
+moves within measurements, by family; and how well the measurements agree (within ±10 %, level
+out, every pair) once each is put at one anchor speed with slope 1 for every model, or with each
+model's slope taken from the OTHER measurements (none of a measurement's own data sets the slope
+it is corrected with).
+
 A predictor is built at one moment and judged against truths measured at others: what single
 models do between two measurements hours apart, beyond the level, no predictor can follow.
 """
@@ -91,6 +98,51 @@ def passes(folder: Path, backend: str, threads: int) -> dict[str, float] | None:
             "slope": float(np.polyfit(beside, level, 1)[0])}
 
 
+def sensitivity(sets: list[dict]) -> dict | None:
+    """Per-model slopes on the anchor and the agreement they give (see the module docstring)."""
+    def rounds(m: Measurement) -> bool:
+        n = len(m.round_medians_ms or ())
+        return n >= 3 and len(m.anchor_round_medians_ms or ()) == n
+
+    keys = sorted(set.intersection(*({k for k, m in s.items() if rounds(m)} for s in sets)))
+    if len(sets) < 3 or not keys:
+        return None
+    logs = [{k: (np.log(s[k].round_medians_ms), np.log(s[k].anchor_round_medians_ms))
+             for k in keys} for s in sets]
+
+    def slope(k: tuple[str, str], use: list[int]) -> float:
+        x = np.concatenate([logs[i][k][1] - logs[i][k][1].mean() for i in use])
+        y = np.concatenate([logs[i][k][0] - logs[i][k][0].mean() for i in use])
+        return float(x @ y / (x @ x))
+
+    # The anchor time every measurement is put at: their median, so that no slope extrapolates
+    # far (a slope a little off moves a model by slope error × distance to this).
+    ref = float(np.median([logs[i][k][1].mean() for i in range(len(sets)) for k in keys]))
+
+    def agreement(slopes: list[dict]) -> tuple[float, float]:
+        """Mean and least share of models within ±10 % over the pairs, level out, each
+        measurement put at the reference anchor: mean log time + slope × (ref − mean log
+        anchor)."""
+        at_one = [np.array([logs[i][k][0].mean() + slopes[i][k] * (ref - logs[i][k][1].mean())
+                            for k in keys]) for i in range(len(sets))]
+        shares = []
+        for x, y in itertools.combinations(at_one, 2):
+            d = y - x
+            shares.append(100 * float(np.mean(np.abs(d - np.median(d)) < np.log(1.1))))
+        return float(np.mean(shares)), float(np.min(shares))
+
+    every = list(range(len(sets)))
+    by_family: dict[str, list[float]] = {}
+    for k in keys:
+        by_family.setdefault(family(k), []).append(slope(k, every))
+    by_family.pop("other", None)
+    return {"n": len(keys),
+            "families": {f: float(np.mean(v)) for f, v in by_family.items()},
+            "slope_1": agreement([dict.fromkeys(keys, 1.0)] * len(sets)),
+            "others": agreement([{k: slope(k, [j for j in every if j != i]) for k in keys}
+                                 for i in every])}
+
+
 def clock(t: float) -> str:
     return time.strftime("%H:%M", time.localtime(t))
 
@@ -144,6 +196,16 @@ def main() -> None:
             print(f"  {clock(spans[d][0])}  {p['rounds']} passes  level {p['level_pct']:.1f} %  "
                   f"anchor {p['anchor_pct']:.1f} %  corr {p['corr']:.2f}  slope "
                   f"{p['slope']:.2f}  {d}")
+    sens = sensitivity([sets[d] for d in order])
+    if sens:
+        print(f"each model's slope on the anchor, from the rounds within measurements "
+              f"({sens['n']} models in all {len(order)}), family means: " + ", ".join(
+                  f"{f} {b:.2f}" for f, b in sorted(sens["families"].items(),
+                                                    key=lambda item: item[1])))
+        print("  every pair within ±10 % (level out), each measurement at one anchor speed: "
+              "slope 1 for all {:.1f} % in mean (least {:.1f} %); each model's slope from the "
+              "other measurements {:.1f} % (least {:.1f} %)".format(*sens["slope_1"],
+                                                                   *sens["others"]))
 
 
 if __name__ == "__main__":
