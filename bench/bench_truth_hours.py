@@ -23,9 +23,10 @@ and the slope of the models' move on the anchor's (1: the anchor corrects it ful
 Last, with three or more measurements of the same models (rounds and anchors stored), each
 model's own sensitivity: the slope of its round times on the anchor's, from the round-to-round
 moves within measurements, by family; and how well the measurements agree (within ±10 %, level
-out, every pair) once each is put at one anchor speed with slope 1 for every model, or with each
+out, every pair) once each is put at one anchor speed with slope 1 for every model, with each
 model's slope taken from the OTHER measurements (none of a measurement's own data sets the slope
-it is corrected with).
+it is corrected with), or with a slope that is a line in the model's FLOPs, fitted likewise to
+the other measurements (a slope any model has, seen or not).
 
 A predictor is built at one moment and judged against truths measured at others: what single
 models do between two measurements hours apart, beyond the level, no predictor can follow.
@@ -131,16 +132,33 @@ def sensitivity(sets: list[dict]) -> dict | None:
             shares.append(100 * float(np.mean(np.abs(d - np.median(d)) < np.log(1.1))))
         return float(np.mean(shares)), float(np.min(shares))
 
+    def flops_line(use: list[int]) -> tuple[float, float]:
+        """Slope = a + b · ln FLOPs, fitted to the rounds of every model in ``use``."""
+        rows, moves = [], []
+        for i in use:
+            for k in keys:
+                x = logs[i][k][1] - logs[i][k][1].mean()
+                rows += [(xi, log_flops[k] * xi) for xi in x]
+                moves += list(logs[i][k][0] - logs[i][k][0].mean())
+        (a, b), *_ = np.linalg.lstsq(np.array(rows), np.array(moves), rcond=None)
+        return float(a), float(b)
+
+    from edgemeter.importers import load_graph
+
+    log_flops = {k: float(np.log(load_graph(sets[0][k].model).total_cost().flops)) for k in keys}
     every = list(range(len(sets)))
     by_family: dict[str, list[float]] = {}
     for k in keys:
         by_family.setdefault(family(k), []).append(slope(k, every))
     by_family.pop("other", None)
+    lines = [flops_line([j for j in every if j != i]) for i in every]
     return {"n": len(keys),
             "families": {f: float(np.mean(v)) for f, v in by_family.items()},
             "slope_1": agreement([dict.fromkeys(keys, 1.0)] * len(sets)),
             "others": agreement([{k: slope(k, [j for j in every if j != i]) for k in keys}
-                                 for i in every])}
+                                 for i in every]),
+            "flops_line": flops_line(every),
+            "by_flops": agreement([{k: a + b * log_flops[k] for k in keys} for a, b in lines])}
 
 
 def clock(t: float) -> str:
@@ -206,6 +224,12 @@ def main() -> None:
               "slope 1 for all {:.1f} % in mean (least {:.1f} %); each model's slope from the "
               "other measurements {:.1f} % (least {:.1f} %)".format(*sens["slope_1"],
                                                                    *sens["others"]))
+        a, b = sens["flops_line"]
+        print("  the slope as a line in the model's FLOPs, fitted to every measurement: "
+              f"{a:.2f} {b:+.3f} · ln FLOPs ({a + b * np.log(1e8):.2f} at 0.1 GFLOPs, "
+              f"{a + b * np.log(1e9):.2f} at 1, {a + b * np.log(1e10):.2f} at 10); that line "
+              "fitted to the other measurements: {:.1f} % (least {:.1f} %)".format(
+                  *sens["by_flops"]))
 
 
 if __name__ == "__main__":
