@@ -296,7 +296,7 @@ class Predictor:
             slots[group] = [distinct.setdefault(row(kernels[i].features), len(distinct))
                             for i in index]
             matrices[group] = np.array(list(distinct), dtype=np.float64).reshape(len(distinct), -1)
-        # Every group's trees walk together in one merged forest: one pass per call, not per group.
+        # Every group's trees run in one pass per call (one merged walk, or one session run).
         for group, predicted in self.package.batch(self.engine).predict(matrices).items():
             ms[by_group[group]] = predicted[slots[group]]
             covered[by_group[group]] = True
