@@ -40,13 +40,13 @@ class KernelBatchPredictor:
     def __init__(self, regressors: Mapping[str, TreeRegressor], engine: str = "numpy"):
         self.regressors = dict(regressors)
         self.engine = check_engine(engine)
-        forests = {t: (r.forest_, r.n_features_in_) for t, r in self.regressors.items()}
         if engine == "onnxruntime":
             from edgemeter.predictor.onnx_forests import OnnxForests
 
-            self._forests = OnnxForests(forests)
+            self._forests = OnnxForests({t: (r.forest_, r.n_features_in_)
+                                         for t, r in self.regressors.items()})
         else:
-            self._forests = MergedForests(forests)
+            self._forests = MergedForests({t: r.forest_ for t, r in self.regressors.items()})
 
     def predict(self, matrices: Mapping[str, ArrayLike]) -> dict[str, np.ndarray]:
         """Kernel type → latencies of its rows; each matrix has the columns of that type's
@@ -85,15 +85,15 @@ class KernelBatchPredictor:
 
 
 class MergedForests:
-    """The numpy engine: named forests (name → (forest, number of features)) merged into one,
-    so that the (row, tree) pairs of every name walk together."""
+    """The numpy engine: named forests merged into one, so that the (row, tree) pairs of every
+    name walk together."""
 
-    def __init__(self, forests: Mapping[str, tuple[Forest, int]]):
+    def __init__(self, forests: Mapping[str, Forest]):
         names = list(forests)
-        merged, firsts = Forest.concatenate([forests[n][0] for n in names]) \
+        merged, firsts = Forest.concatenate([forests[n] for n in names]) \
             if names else (None, [])
         self._merged = merged
-        self._trees = {n: (first, forests[n][0].n_trees) for n, first in zip(names, firsts)}
+        self._trees = {n: (first, forests[n].n_trees) for n, first in zip(names, firsts)}
 
     def leaf_sums(self, rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Name → sum over its trees of the leaf each row reaches (float32 rows)."""
