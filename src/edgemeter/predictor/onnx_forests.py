@@ -70,10 +70,9 @@ def _ensemble_node(forest: Forest, input_name: str, output_name: str):
     the caller applies them in float64). Node ids are local to their tree, as the op wants."""
     from onnx import AttributeProto, NodeProto, numpy_helper
 
-    n = forest.n_nodes
-    tree = np.searchsorted(forest.roots, np.arange(n), "right") - 1
+    tree = forest.node_trees()
     base = forest.roots[tree]
-    local = np.arange(n) - base
+    local = np.arange(forest.n_nodes) - base
     leaf = forest.left < 0
 
     def ints(name: str, values: np.ndarray) -> AttributeProto:

@@ -86,6 +86,10 @@ class Forest:
     def n_nodes(self) -> int:
         return int(self.value.size)
 
+    def node_trees(self) -> np.ndarray:
+        """The tree each node belongs to (trees are stored one after another from their root)."""
+        return np.searchsorted(self.roots, np.arange(self.n_nodes), "right") - 1
+
     def validate(self, n_features: int) -> None:
         """Raise ValueError unless the arrays form well-formed trees over ``n_features``."""
         n = self.n_nodes
@@ -98,7 +102,7 @@ class Forest:
         leaf = self.left < 0
         if np.any(leaf != (self.right < 0)) or np.any(self.feature[leaf] != -1):
             raise ValueError("a node is half leaf, half split")
-        ends = np.append(self.roots[1:], n)[np.searchsorted(self.roots, np.arange(n), "right") - 1]
+        ends = np.append(self.roots[1:], n)[self.node_trees()]
         idx = np.arange(n)
         for child in (self.left, self.right):
             if np.any((child <= idx)[~leaf]) or np.any((child >= ends)[~leaf]):
