@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgemeter.backends import Protocol, measure, measure_models
@@ -364,9 +365,51 @@ def test_anchor_puts_latencies_at_one_machine_speed():
     assert at_speed(10.0, 0.5, 0.4) == pytest.approx(8.0)
     assert at_speed(10.0, None, 0.4) == at_speed(10.0, 0.5, None) == 10.0
     assert anchor_speed([0.4, None, 0.5, 0.6]) == 0.5 and anchor_speed([None]) is None
-    rows = at_anchor_speed([{"latency_ms": 2.0, "anchor_ms": 0.6}, {"latency_ms": 2.0}], 0.3)
+    rows = at_anchor_speed([{"source": "a", "latency_ms": 2.0, "anchor_ms": 0.6},
+                            {"source": "b", "latency_ms": 2.0}], 0.3)
     assert [r["latency_ms"] for r in rows] == [1.0, 2.0]
+    # A model that shares half the anchor's move (in log terms) is put at speed by half of it.
+    assert at_speed(10.0, 0.5, 0.4, slope=0.5) == pytest.approx(10.0 * 0.8 ** 0.5)
+    rows = at_anchor_speed([{"source": "a", "latency_ms": 2.0, "anchor_ms": 0.6},
+                            {"source": "b", "latency_ms": 2.0, "anchor_ms": 0.6}], 0.3, {"a": 2})
+    assert [r["latency_ms"] for r in rows] == pytest.approx([0.5, 1.0])
     assert anchor_bytes() == anchor_bytes.__wrapped__()  # the same network in every worker
+
+
+def test_sensitivity_is_fitted_from_rounds_and_centred_on_one():
+    from edgemeter.backends.anchor import Sensitivity
+    from edgemeter.builder.train import SENSITIVITY_MIN_MODELS, fit_sensitivity
+
+    rng = np.random.default_rng(7)
+    log_flops = rng.uniform(np.log(1e7), np.log(1e10), 60)
+    centre = log_flops.mean()
+
+    def measured(steepness: float, level: float, anchor_sd: float = 0.05):
+        """Models whose rounds move by (level + steepness · (ln FLOPs - centre)) times the
+        anchor's move, with a little noise of their own."""
+        models = []
+        for size in log_flops:
+            anchor = rng.normal(0.0, anchor_sd, 5)
+            slope = level + steepness * (size - centre)
+            model = slope * anchor + rng.normal(0.0, 0.005, 5)
+            models.append((float(np.exp(size)), list(3.0 * np.exp(model)),
+                           list(0.5 * np.exp(anchor))))
+        return models
+
+    fitted = fit_sensitivity(measured(-0.4, 0.7))
+    assert fitted.per_log_flops == pytest.approx(-0.4, abs=0.03)
+    assert fitted.centre == pytest.approx(centre)
+    # The level gives way to 1 at the mean size; small models move more, big ones less.
+    assert fitted.slope(np.exp(centre)) == pytest.approx(1.0)
+    assert fitted.slope(1e7) > 1.5 and fitted.slope(1e10) < 0.6
+    lo, hi = Sensitivity.SLOPE_RANGE
+    assert fitted.slope(1e3) == hi and fitted.slope(1e15) == lo
+    # Too few models, a steady anchor, single rounds: slope 1 for every model.
+    assert fit_sensitivity(measured(-0.4, 0.7)[:SENSITIVITY_MIN_MODELS - 1]) == Sensitivity()
+    assert fit_sensitivity(measured(-0.4, 0.7, anchor_sd=0.0)) == Sensitivity()
+    assert fit_sensitivity([(f, r[:1], a[:1]) for f, r, a in measured(-0.4, 0.7)]) \
+        == Sensitivity()
+    assert Sensitivity().slope(1e9) == 1.0
 
 
 def test_worker_raises_its_priority_where_allowed(tmp_path):

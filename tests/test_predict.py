@@ -236,6 +236,27 @@ def test_calibration_scales_by_the_anchor_ratio(trained, capsys):
     assert Predictor(package).anchor_ms is None
 
 
+def test_calibration_and_truths_follow_each_models_slope(trained):
+    package = build_package(trained["profiled"][:3])
+    path = trained["paths"][0]
+    base = Predictor(package)
+    flops = sum(k.features["FLOPS"] for k in base.detect(path)[1])
+    # This model is one e-fold above the fitted sizes' centre: slope 1 - 0.4 = 0.6.
+    package.extra["anchor"] = {"version": 1, "anchor_ms": 0.4, "sensitivity": {
+        "per_log_flops": -0.4, "centre": float(np.log(flops)) - 1.0}}
+    base = Predictor(package)
+    assert base.sensitivity.slope(flops) == pytest.approx(0.6)
+    slow = base.calibrated(0.5)
+    expected = 1.25 ** 0.6 * base.predict(path).latency_ms
+    assert slow.predict(path).latency_ms == pytest.approx(expected)
+    assert slow.predict_kernels([base.detect(path)[1]])[0] == pytest.approx(expected)
+    # A truth measured while the anchor took 0.5 ms, at the build's speed by the same slope.
+    assert base.at_own_speed(10.0, 0.5, flops) == pytest.approx(10.0 * 0.8 ** 0.6)
+    package.extra["anchor"]["sensitivity"] = {"per_log_flops": "steep"}
+    with pytest.raises(ModelError, match="anchor.sensitivity"):
+        Predictor(package).sensitivity
+
+
 def test_cli_calibrate(trained, tmp_path, capsys):
     from edgemeter.predictor.package import save_package
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemeter.backends.anchor import ANCHOR_VERSION, at_speed
+from edgemeter.backends.anchor import ANCHOR_VERSION, Sensitivity, at_speed
 from edgemeter.backends.protocol import REFERENCE, Protocol, reference_protocol
 from edgemeter.builder import collect, sampling, train
 from edgemeter.builder.kernel_models import can_emit, emit, emit_batch, emit_error
@@ -179,12 +179,16 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
                 rows += sample_kernels(ws, collector, rules, per_node, clock, bar, rows, report,
                                        log)
 
-            # 3. training on everything, put at one machine speed (the anchor's median)
+            # 3. training on everything, put at one machine speed (the anchor's median), each
+            # zoo model and its kernels by the model's own slope on the anchor
             speed = train.anchor_speed([r.get("anchor_ms") for r in rows]
                                        + [r.anchor_ms for r in records])
-            rows = train.at_anchor_speed(rows, speed)
+            sensitivity = train.fit_sensitivity(
+                [(r.flops, r.round_medians_ms, r.anchor_round_medians_ms) for r in records])
+            slopes = {r.name: sensitivity.slope(r.flops) for r in records}
+            rows = train.at_anchor_speed(rows, speed, slopes)
             records = [dataclasses.replace(r, latency_ms=at_speed(r.latency_ms, r.anchor_ms,
-                                                                   speed))
+                                                                   speed, slopes[r.name]))
                        for r in records]
             regressors, figures = {}, {}
             by_group = train.split_by_group(rows)
@@ -207,7 +211,8 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
                 raise ConfigError("the build measured no kernel (budget too small or the "
                                   "backend failed everywhere); nothing to package")
             package = make_package(ws, rules_path, regressors, figures, by_group,
-                                   report.missing, train.fit_fallback(rows), collector, speed)
+                                   report.missing, train.fit_fallback(rows), collector, speed,
+                                   sensitivity)
             sums = held_out_sums(package, records, rows, cfg["algo"])
             term = train.fit_model_term(
                 [sum(s.values()) for s in sums], [len(r.kernels) for r in records],
@@ -307,8 +312,9 @@ def _judged(ws: Workspace, collector: collect.Collector, predictor: Predictor,
     for path, m in _measure_variants(collector, variants, ws.subdir(folder), False, clock,
                                      share, bar, desc, _reference_protocol(ws)):
         latency = m.latency_ms(ws.build["statistic"])
-        judged.append(_Judged(path, latency, at_speed(latency, m.anchor_ms, predictor.anchor_ms),
-                              predictor.predict(path).latency_ms))
+        graph = load_graph(path)
+        judged.append(_Judged(path, latency, predictor.at_own_speed(
+            latency, m.anchor_ms, graph.total_cost().flops), predictor.predict(graph).latency_ms))
     return judged
 
 
@@ -538,7 +544,8 @@ def _emittable(config: dict[str, Any], collector: collect.Collector) -> bool:
 def make_package(ws: Workspace, rules_path: Path, regressors: dict[str, Any],
                  figures: dict[str, dict[str, float]], by_group: dict[str, list],
                  missing: dict[str, str], fallback: dict[str, float],
-                 collector: collect.Collector, speed: float | None) -> PredictorPackage:
+                 collector: collect.Collector, speed: float | None,
+                 sensitivity: Sensitivity) -> PredictorPackage:
     from edgemeter.predictor import fingerprint as fp
 
     runtime = next((m.env.get("runtime") for m in collector.store if m.ok and m.env), None)
@@ -553,7 +560,9 @@ def make_package(ws: Workspace, rules_path: Path, regressors: dict[str, Any],
         fingerprint=fp.current(distributions), missing_kernels=missing,
         extra={"fallback": fallback, "groups": kinds, "backend_settings": collector.settings,
                "statistic": ws.build["statistic"],
-               **({"anchor": {"version": ANCHOR_VERSION, "anchor_ms": speed}} if speed else {})})
+               **({"anchor": {"version": ANCHOR_VERSION, "anchor_ms": speed,
+                              "sensitivity": dataclasses.asdict(sensitivity)}}
+                  if speed else {})})
 
 
 def _measure_variants(collector: collect.Collector, variants: list, folder: Path, profile: bool,

@@ -190,13 +190,17 @@ def save_model(model: onnx.ModelProto, path: Path) -> Path:
 
 @dataclass
 class ModelRecord:
-    """A whole zoo model: its measured latency and its kernels (for the model term)."""
+    """A whole zoo model: its measured latency and its kernels (for the model term), its size
+    and its round medians beside the anchor's (for the anchor sensitivity)."""
 
     name: str
     path: str
     latency_ms: float
     kernels: list[Any]                  # edgemeter.kernels.Kernel
     anchor_ms: float | None = None
+    flops: float = 0.0
+    round_medians_ms: list[float] = field(default_factory=list)
+    anchor_round_medians_ms: list[float] = field(default_factory=list)
 
 
 def model_record(name: str, path: Path, m: Measurement, rules: Any,
@@ -204,9 +208,10 @@ def model_record(name: str, path: Path, m: Measurement, rules: Any,
     from edgemeter.importers import load_graph
     from edgemeter.kernels import detect
 
-    return ModelRecord(name, str(path), float(m.latency_ms(statistic)),
-                       detect(load_graph(path), rules),
-                       m.anchor_ms)
+    graph = load_graph(path)
+    return ModelRecord(name, str(path), float(m.latency_ms(statistic)), detect(graph, rules),
+                       m.anchor_ms, graph.total_cost().flops, list(m.round_medians_ms),
+                       list(m.anchor_round_medians_ms or ()))
 
 
 def zoo_variants(families: Sequence[str], per_family: int, seed: int

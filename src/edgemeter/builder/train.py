@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgemeter.backends.anchor import at_speed
+from edgemeter.backends.anchor import Sensitivity, at_speed
 from edgemeter.predictor.regressors import TreeRegressor, make_regressor, to_matrix
 from edgemeter.predictor.training import MIN_ROWS, train_kernel_regressor
 
@@ -189,12 +189,47 @@ def anchor_speed(anchors: Sequence[float | None]) -> float | None:
     return float(np.median(timed)) if timed else None
 
 
-def at_anchor_speed(rows: Sequence[Mapping[str, Any]], anchor_ms: float | None
-                    ) -> list[Mapping[str, Any]]:
+def at_anchor_speed(rows: Sequence[Mapping[str, Any]], anchor_ms: float | None,
+                    slopes: Mapping[str, float] | None = None) -> list[Mapping[str, Any]]:
     """Rows with ``latency_ms`` as it would have measured when the anchor took ``anchor_ms``
-    (:func:`edgemeter.backends.anchor.at_speed`); rows without an anchor time stay as they are."""
-    return [{**row, "latency_ms": at_speed(row["latency_ms"], row.get("anchor_ms"), anchor_ms)}
+    (:func:`edgemeter.backends.anchor.at_speed`), each by the slope of the model it was timed
+    in (``slopes``, keyed by the rows' ``source``; 1 for the others); rows without an anchor
+    time stay as they are."""
+    slopes = slopes or {}
+    return [{**row, "latency_ms": at_speed(row["latency_ms"], row.get("anchor_ms"), anchor_ms,
+                                           slopes.get(row["source"], 1.0))}
             for row in rows]
+
+
+# Models with two or more rounds beside the anchor's that a sensitivity fit needs.
+SENSITIVITY_MIN_MODELS = 20
+
+
+def fit_sensitivity(models: Sequence[tuple[float, Sequence[float], Sequence[float]]]
+                    ) -> Sensitivity:
+    """The anchor sensitivity (:class:`~edgemeter.backends.anchor.Sensitivity`) of measured
+    models, each given as ``(FLOPs, its round medians, the anchor's round medians)``.
+
+    Within each measurement, the moves of the model's log round times from their mean are
+    fitted as ``(a + b · (ln FLOPs - centre)) ·`` the anchor's moves, by least squares over all
+    rounds of all models; ``b`` is the steepness kept, ``a`` gives way to 1 (see the class).
+    Too few models, or an anchor that never moved: slope 1 for every model."""
+    moves, anchor_moves, sizes = [], [], []
+    for flops, rounds, anchors in models:
+        if flops > 0 and len(rounds) >= 2 and len(anchors) == len(rounds):
+            model, anchor = np.log(rounds), np.log(anchors)
+            moves.append(model - model.mean())
+            anchor_moves.append(anchor - anchor.mean())
+            sizes.append(np.full(len(rounds), np.log(flops)))
+    if len(moves) < SENSITIVITY_MIN_MODELS:
+        return Sensitivity()
+    y, x, size = (np.concatenate(v) for v in (moves, anchor_moves, sizes))
+    if x @ x < 1e-6:
+        return Sensitivity()
+    centre = float(np.mean([s[0] for s in sizes]))
+    (_, steepness), *_ = np.linalg.lstsq(np.column_stack([x, (size - centre) * x]), y,
+                                         rcond=None)
+    return Sensitivity(float(steepness), centre)
 
 
 def split_by_group(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
@@ -205,5 +240,5 @@ def split_by_group(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[
 
 
 __all__ = ["MIN_ROWS", "anchor_speed", "at_anchor_speed", "feature_names", "fit_fallback",
-           "fit_group", "fit_group_scales", "fit_model_term", "large_errors", "scaled_model_term",
-           "split_by_group", "train_group"]
+           "fit_group", "fit_group_scales", "fit_model_term", "fit_sensitivity", "large_errors",
+           "scaled_model_term", "split_by_group", "train_group"]

@@ -7,7 +7,9 @@ measured median, RMSPE). The report folder holds ``results.csv`` (one row per mo
 This machine's speed drifts (up to 1.7x within half an hour), so a dataset measured at another
 moment than the predictor's build is off by the drift alone. When both carry the speed anchor
 (:mod:`edgemeter.backends.anchor`), the truth each prediction is compared with is the measured
-median put at the predictor's machine speed; ``overall_as_measured`` keeps the raw comparison.
+median put at the predictor's machine speed, by the model's own slope on the anchor
+(:meth:`~edgemeter.predictor.model.Predictor.at_own_speed`); ``overall_as_measured`` keeps the
+raw comparison.
 """
 from __future__ import annotations
 
@@ -22,7 +24,6 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from edgemeter.backends.anchor import at_speed
 from edgemeter.dataset.generate import read_index
 from edgemeter.dataset.measure import measurements_file, read_measurements
 from edgemeter.errors import ConfigError
@@ -119,7 +120,7 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
     rows, warnings = [], Counter()
     for record, p in zip(records, predictions):
         entry = index[record["file"]]
-        truth = (at_speed(record[key], record["anchor_ms"], predictor.anchor_ms)
+        truth = (predictor.at_own_speed(record[key], record["anchor_ms"], entry["flops"])
                  if anchored else record[key])
         rows.append({"file": record["file"], "family": entry["family"],
                      "flops": entry["flops"], "measured_ms": record[key],

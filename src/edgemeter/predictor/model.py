@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from edgemeter.kernels.detect import Kernel, detect
 from edgemeter.kernels.groups import regressor_group
 from edgemeter.predictor.batch import check_engine
 from edgemeter.predictor.package import PredictorPackage, load_package
+
+if TYPE_CHECKING:  # the backends package is imported only when a prediction needs it
+    from edgemeter.backends.anchor import Sensitivity
 
 InputShape = Sequence[int] | Mapping[str, Sequence[int]] | str | Sequence[str] | None
 
@@ -174,6 +177,8 @@ class Predictor:
         self._fallback = (_terms(Fallback, extra["fallback"], "fallback", package)
                           if "fallback" in extra else None)
         self._group_of: dict[str, str] = {}
+        # The machine speed now over the build's, as the anchor's times (:meth:`calibrated`).
+        self.speed_ratio = 1.0
 
     @classmethod
     def from_package(cls, package: PredictorPackage | str | Path,
@@ -204,18 +209,40 @@ class Predictor:
         """The speed anchor's time at the machine speed this predictor's milliseconds are at
         (:mod:`edgemeter.backends.anchor`); None for a package built without the anchor, or
         with another version of it (whose times do not compare with today's anchor)."""
+        value = self._anchor.get("anchor_ms")
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    @cached_property
+    def sensitivity(self) -> Sensitivity:
+        """How much of the anchor's move a model shares, by its FLOPs; slope 1 for every model
+        in a package built before the builder fitted it."""
+        from edgemeter.backends.anchor import Sensitivity
+
+        data = self._anchor.get("sensitivity")
+        return (Sensitivity() if data is None
+                else _terms(Sensitivity, data, "anchor.sensitivity", self.package))
+
+    @property
+    def _anchor(self) -> Mapping[str, Any]:
         from edgemeter.backends.anchor import ANCHOR_VERSION
 
         anchor = self.package.extra.get("anchor")
-        if not isinstance(anchor, Mapping) or anchor.get("version") != ANCHOR_VERSION:
-            return None
-        value = anchor.get("anchor_ms")
-        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+        ok = isinstance(anchor, Mapping) and anchor.get("version") == ANCHOR_VERSION
+        return anchor if ok else {}
+
+    def at_own_speed(self, latency_ms: float, anchor_ms: float | None, flops: float) -> float:
+        """A model of ``flops`` measured ``latency_ms`` while the anchor took ``anchor_ms``, at
+        this predictor's machine speed (as measured when the build ran): what its prediction
+        is to be compared with."""
+        from edgemeter.backends.anchor import at_speed
+
+        return at_speed(latency_ms, anchor_ms, self.anchor_ms, self.sensitivity.slope(flops))
 
     def calibrated(self, anchor_ms: float | None = None) -> Predictor:
         """This predictor at the machine speed where the anchor takes ``anchor_ms``; None times
         the anchor now on the predictor's backend, with the settings it was built with (the
-        runtime must be installed). Every prediction scales by the ratio of the anchor times."""
+        runtime must be installed). Each prediction scales by the ratio of the anchor times to
+        the power of the model's slope (:attr:`sensitivity`)."""
         if self.anchor_ms is None:
             raise ConfigError(f"{self.package.label} was built without the speed anchor (or "
                               "with another version of it) and cannot be calibrated")
@@ -224,8 +251,13 @@ class Predictor:
 
             anchor_ms = measure_anchor(self.backend, self.package.extra.get("backend_settings"))
         calibrated = Predictor(self.package, self.engine)
-        calibrated.model_term = self.model_term.times(anchor_ms / self.anchor_ms)
+        calibrated.speed_ratio = anchor_ms / self.anchor_ms
         return calibrated
+
+    def _speed_factor(self, flops: np.ndarray | float) -> np.ndarray | float:
+        """What a model of ``flops`` is multiplied by at the calibrated speed."""
+        slope = np.vectorize(self.sensitivity.slope, otypes=[float])(flops)
+        return self.speed_ratio ** slope
 
     def __repr__(self) -> str:
         return f"Predictor({self.label!r}, backend={self.backend!r})"
@@ -315,7 +347,12 @@ class Predictor:
         ms, _, scale = self._kernel_times(flat)
         sums = np.bincount(owner, weights=ms * scale, minlength=len(kernel_lists))
         counts = np.array([self.model_term.count(ks) for ks in kernel_lists], dtype=np.float64)
-        return sums + self.model_term.overhead(counts)
+        latency = sums + self.model_term.overhead(counts)
+        if self.speed_ratio == 1.0:
+            return latency
+        flops = np.bincount(owner, weights=[k.features.get("FLOPS", 0.0) for k in flat],
+                            minlength=len(kernel_lists))
+        return latency * self._speed_factor(flops)
 
     # -- models ------------------------------------------------------------------------------
     def predict(self, model: Any, input_shape: InputShape = None) -> Prediction:
@@ -355,6 +392,9 @@ class Predictor:
         n = len(kernels)
         by_kernels = float(covered.sum() / n) if n else 1.0
         total_flops = flops.sum()
+        if self.speed_ratio != 1.0:
+            factor = float(self._speed_factor(total_flops))
+            scaled, overhead = scaled * factor, overhead * factor
         coverage = {
             "kernels": by_kernels,
             "flops": float(flops[covered].sum() / total_flops) if total_flops > 0 else by_kernels,
