@@ -197,7 +197,7 @@ def at_anchor_speed(rows: Sequence[Mapping[str, Any]], anchor_ms: float | None,
     time stay as they are."""
     slopes = slopes or {}
     return [{**row, "latency_ms": at_speed(row["latency_ms"], row.get("anchor_ms"), anchor_ms,
-                                           slopes.get(row["source"], 1.0))}
+                                           slopes.get(row.get("source"), 1.0))}
             for row in rows]
 
 
@@ -214,21 +214,21 @@ def fit_sensitivity(models: Sequence[tuple[float, Sequence[float], Sequence[floa
     fitted as ``(a + b · (ln FLOPs - centre)) ·`` the anchor's moves, by least squares over all
     rounds of all models; ``b`` is the steepness kept, ``a`` gives way to 1 (see the class).
     Too few models, or an anchor that never moved: slope 1 for every model."""
-    moves, anchor_moves, sizes = [], [], []
+    moves, anchor_moves, log_flops = [], [], []
     for flops, rounds, anchors in models:
         if flops > 0 and len(rounds) >= 2 and len(anchors) == len(rounds):
             model, anchor = np.log(rounds), np.log(anchors)
             moves.append(model - model.mean())
             anchor_moves.append(anchor - anchor.mean())
-            sizes.append(np.full(len(rounds), np.log(flops)))
+            log_flops.append(np.log(flops))
     if len(moves) < SENSITIVITY_MIN_MODELS:
         return Sensitivity()
-    y, x, size = (np.concatenate(v) for v in (moves, anchor_moves, sizes))
+    y, x = np.concatenate(moves), np.concatenate(anchor_moves)
     if x @ x < 1e-6:
         return Sensitivity()
-    centre = float(np.mean([s[0] for s in sizes]))
-    (_, steepness), *_ = np.linalg.lstsq(np.column_stack([x, (size - centre) * x]), y,
-                                         rcond=None)
+    centre = float(np.mean(log_flops))
+    size = np.repeat(np.array(log_flops) - centre, [len(m) for m in moves])
+    (_, steepness), *_ = np.linalg.lstsq(np.column_stack([x, size * x]), y, rcond=None)
     return Sensitivity(float(steepness), centre)
 
 
