@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -306,7 +307,9 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 def test_cli_predictors(package, home, tmp_path, capsys):
     code, out, _ = run_cli(capsys, "predictors", "list")
     assert code == 0 and "No predictors installed" in out
-    source = save_package(package, tmp_path / "mine.zip")
+    anchored = replace(package, extra={**package.extra, "anchor": {
+        "version": 1, "anchor_ms": 0.4, "sensitivity": {"per_log_flops": -0.2, "centre": 20.0}}})
+    source = save_package(anchored, tmp_path / "mine.zip")
 
     code, out, _ = run_cli(capsys, "predictors", "register", str(source))
     assert code == 0 and "Registered ort-test 1.0 (onnxruntime-cpu-1t, 2 kernels)" in out
@@ -317,6 +320,7 @@ def test_cli_predictors(package, home, tmp_path, capsys):
     assert code == 0
     assert "conv-relu" in out and "RMSPE" in out and "missing:   softmax" in out
     assert "warning" not in out  # built on this very machine
+    assert "anchor:    0.400 ms" in out and "slope 1 - 0.200 · (ln FLOPs - 20.00)" in out
     code, out, _ = run_cli(capsys, "predictors", "info", "ort-test", "--json")
     assert json.loads(out)["kernels"]["add"]["features"] == FEATURES["add"]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -73,6 +74,10 @@ def info(name: str, version: str | None, as_json: bool) -> None:
                f"{built_on.get('cpu_count', '?')} CPUs, {manifest['created']}, "
                f"edgemeter {manifest['edgemeter_version']}\n"
                f"  location:  {manifest['path']} ({manifest['origin']})")
+    anchor = manifest.get("extra", {}).get("anchor")
+    if isinstance(anchor, dict) and isinstance(anchor.get("anchor_ms"), (int, float)):
+        click.echo(f"  anchor:    {anchor['anchor_ms']:.3f} ms at the build's machine speed; "
+                   f"{_slope_line(anchor.get('sensitivity'))}")
     rows = [("KERNEL", "ALGO", "SAMPLES", "RMSPE %", "±5 %", "±10 %")]
     for kernel, entry in sorted(manifest["kernels"].items()):
         acc = entry["accuracy"]
@@ -83,6 +88,15 @@ def info(name: str, version: str | None, as_json: bool) -> None:
         click.echo(f"  missing:   {kernel} ({why})")
     for diff in fingerprint.differences(built_on, manifest["runtime_versions"]):
         click.echo(f"  warning:   {diff}")
+
+
+def _slope_line(sensitivity: Any) -> str:
+    """How each model follows the anchor (backends.anchor.Sensitivity), in words."""
+    b, c = ((sensitivity or {}).get(k) for k in ("per_log_flops", "centre"))
+    if not (isinstance(b, (int, float)) and isinstance(c, (int, float))) or b == 0:
+        return "every model follows it with slope 1"
+    sign = "-" if b < 0 else "+"
+    return f"a model follows it with slope 1 {sign} {abs(b):.3f} · (ln FLOPs - {c:.2f})"
 
 
 @predictors.command("register")
