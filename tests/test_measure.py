@@ -410,6 +410,8 @@ def test_sensitivity_is_fitted_from_rounds_and_centred_on_one():
     assert fit_sensitivity([(f, r[:1], a[:1]) for f, r, a in measured(-0.4, 0.7)]) \
         == Sensitivity()
     assert Sensitivity().slope(1e9) == 1.0
+    assert str(Sensitivity()) == "slope 1 for every model"
+    assert str(Sensitivity(-0.25, 20.0)) == "slope 1 - 0.250 · (ln FLOPs - 20.00)"
 
 
 def test_worker_raises_its_priority_where_allowed(tmp_path):

@@ -81,6 +81,12 @@ class Sensitivity:
         lo, hi = self.SLOPE_RANGE
         return min(max(1.0 + self.per_log_flops * (math.log(flops) - self.centre), lo), hi)
 
+    def __str__(self) -> str:
+        if not self.per_log_flops:
+            return "slope 1 for every model"
+        sign = "-" if self.per_log_flops < 0 else "+"
+        return f"slope 1 {sign} {abs(self.per_log_flops):.3f} · (ln FLOPs - {self.centre:.2f})"
+
 
 def measure_anchor(backend: str, config: dict | None = None, protocol=None) -> float:
     """The anchor's median time on ``backend`` now (ms), by the measurement protocol."""

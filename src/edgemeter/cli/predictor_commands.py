@@ -91,12 +91,13 @@ def info(name: str, version: str | None, as_json: bool) -> None:
 
 
 def _slope_line(sensitivity: Any) -> str:
-    """How each model follows the anchor (backends.anchor.Sensitivity), in words."""
-    b, c = ((sensitivity or {}).get(k) for k in ("per_log_flops", "centre"))
-    if not (isinstance(b, (int, float)) and isinstance(c, (int, float))) or b == 0:
-        return "every model follows it with slope 1"
-    sign = "-" if b < 0 else "+"
-    return f"a model follows it with slope 1 {sign} {abs(b):.3f} · (ln FLOPs - {c:.2f})"
+    """How each model follows the anchor, as the predictor reads it (slope 1 where the manifest
+    holds no usable line: ``info`` describes a package, it does not refuse one)."""
+    from edgemeter.backends.anchor import Sensitivity
+
+    values = [(sensitivity or {}).get(k) for k in ("per_log_flops", "centre")]
+    usable = all(isinstance(v, (int, float)) for v in values)
+    return f"models follow it by {Sensitivity(*values) if usable else Sensitivity()}"
 
 
 @predictors.command("register")
