@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -178,6 +180,20 @@ def test_cli_json(trained, capsys):
     assert isinstance(result["latency_ms"], float) and result["latency_ms"] > 0
     assert {"type", "nodes", "latency_ms"} <= set(result["kernels"][0])
     assert set(result["coverage"]) == {"kernels", "flops"} and result["warnings"] == []
+
+
+def test_cli_predict_stays_off_heavy_imports(trained):
+    # `edgemeter predict` answers in well under a second only while its path imports none of
+    # these (scikit-learn, torch and the runtimes take seconds; the backends package ~40 ms).
+    script = ("import sys\nfrom edgemeter.cli import main\nmain(sys.argv[1:])\n"
+              "print(*sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'torch', "
+              "'onnxruntime', 'openvino', 'ai_edge_litert', 'matplotlib'}), "
+              "*sorted(m for m in sys.modules if m.startswith('edgemeter.backends')))")
+    done = subprocess.run([sys.executable, "-c", script, "predict", str(trained["paths"][0]),
+                           "--predictor", str(trained["folder"]), "--format", "csv"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == ""
 
 
 def test_cli_folder_skips_non_models(trained, tmp_path, capsys):

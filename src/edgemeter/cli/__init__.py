@@ -18,9 +18,9 @@ from edgemeter.errors import EdgemeterError
 COMMANDS = {
     "predict": ("edgemeter.cli.predict_commands:predict",
                 "Predict a model's latency without running it (per-kernel breakdown)."),
-    "dataset": ("edgemeter.cli.predict_commands:dataset",
+    "dataset": ("edgemeter.cli.dataset_commands:dataset",
                 "Generate and measure a benchmark dataset of random zoo models."),
-    "evaluate": ("edgemeter.cli.predict_commands:evaluate",
+    "evaluate": ("edgemeter.cli.dataset_commands:evaluate",
                  "Compare a predictor with measured models: ±5/±10%, RMSPE, plot, report."),
     "backends": ("edgemeter.cli.measure_commands:backends",
                  "List the measurement backends and check that one works."),

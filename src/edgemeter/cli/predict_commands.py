@@ -1,4 +1,4 @@
-"""``edgemeter predict``, ``edgemeter dataset generate|measure`` and ``edgemeter evaluate``.
+"""``edgemeter predict``.
 
 Only click and the standard library at module level: ``predict`` must answer in well under a
 second, so the predictor (numpy, onnx) is imported when the command runs, and nothing on its path
@@ -13,7 +13,6 @@ from pathlib import Path
 
 import click
 
-from edgemeter.backends.protocol import REFERENCE
 from edgemeter.cli.predictor_commands import VERSION_OPTION
 
 # Files a folder argument predicts; anything else inside is skipped and listed.
@@ -132,93 +131,3 @@ def _table(rows: list[tuple[str, ...]]) -> None:
 
 
 # -- dataset ------------------------------------------------------------------------------------
-
-@click.group()
-def dataset() -> None:
-    """Generate and measure a benchmark dataset of random zoo models."""
-
-
-@dataset.command()
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Dataset folder (created; an existing one is completed, not redone).")
-@click.option("--per-family", default=10, show_default=True, type=click.IntRange(min=1),
-              help="Random variants per family.")
-@click.option("--seed", default=0, show_default=True, type=int,
-              help="Seed of the variants (use another seed for a held-out set).")
-@click.option("--families", multiple=True, metavar="NAME",
-              help="Families to include (repeatable or comma-separated; default: all).")
-@click.option("--canonical", is_flag=True,
-              help="Each family once at its published configuration instead of random "
-                   "variants (--per-family and --seed do not apply).")
-def generate(out: Path, per_family: int, seed: int, families: tuple[str, ...],
-             canonical: bool) -> None:
-    """Write random variants of the zoo's families as ONNX files plus index.jsonl."""
-    from edgemeter.dataset import generate as run
-
-    names = [f for item in families for f in item.split(",") if f] or None
-    entries = run(out, per_family=per_family, seed=seed, families=names, progress=True,
-                  canonical=canonical)
-    click.echo(f"{len(entries)} models in {out / 'index.jsonl'}")
-
-
-@dataset.command("measure")
-@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--backend", required=True, help="Backend to measure on (edgemeter backends).")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--rounds", default=REFERENCE["rounds"], show_default=True,
-              type=click.IntRange(min=1),
-              help="Fresh processes per model; the result is the median of their medians "
-                   "(interleaved, 9 make a truth that repeats; 3 for a quick look).")
-@click.option("--repeats", default=REFERENCE["repeats"], show_default=True,
-              type=click.IntRange(min=1), help="Timed runs per round.")
-@click.option("--interleave/--consecutive", default=True, show_default=True,
-              help="Round r of every model before round r+1 of any (steadier on a shared "
-                   "host), or each model's rounds back to back.")
-def measure_cmd(folder: Path, backend: str, threads: int, rounds: int, repeats: int,
-                interleave: bool) -> None:
-    """Measure every model of a dataset (resumable: measured models are skipped)."""
-    from edgemeter.dataset import measure as run
-
-    done = run(folder, backend, threads=threads, rounds=rounds, repeats=repeats,
-               interleave=interleave, progress=True)
-    failed = [m for m in done if not m.ok]
-    click.echo(f"{len(done) - len(failed)} measured, {len(failed)} failed: "
-               f"{folder / f'measurements-{backend}.jsonl'}")
-    for m in failed:
-        click.echo(f"  failed: {m.model}: {m.error}", err=True)
-
-
-@click.command()
-@click.option("--predictor", "-p", "name", metavar="NAME",
-              help="Predictor name or package path (default: the shipped default).")
-@VERSION_OPTION
-@click.option("--dataset", "folder", required=True,
-              type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--backend", help="Measurements to compare with (default: the predictor's backend).")
-@click.option("--threads", type=click.IntRange(min=1),
-              help="Use measurements taken with this many threads (needed if several).")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path),
-              help="Report folder (default: DATASET/report-<predictor>).")
-def evaluate(name: str | None, version: str | None, folder: Path, backend: str | None,
-             threads: int | None, out: Path | None) -> None:
-    """Compare a predictor with a measured dataset: ±5/±10% shares, RMSPE, plot, report."""
-    from edgemeter.dataset import evaluate as run
-    from edgemeter.dataset.evaluate import bands_line, relative_line
-    from edgemeter.predictor.model import load_predictor
-
-    predictor = load_predictor(name, version)
-    out = out or folder / f"report-{predictor.name}-{predictor.version}"
-    result = run(predictor, folder, backend=backend, threads=threads, out=out)
-    overall = result.overall
-    click.echo(f"{predictor.label} on {overall['n']} models of {folder}: "
-               f"{overall['within_5']:.1f}% within ±5%, {overall['within_10']:.1f}% within ±10%, "
-               f"RMSPE {overall['rmspe']:.1f}%"
-               + (" (truth at the predictor's machine speed, by the speed anchor)"
-                  if result.anchored else ""))
-    if result.anchored:
-        raw = result.overall_as_measured
-        click.echo(f"as measured, without the anchor: {raw['within_5']:.1f}% within ±5%, "
-                   f"{raw['within_10']:.1f}% within ±10%, RMSPE {raw['rmspe']:.1f}%")
-    click.echo(bands_line(result.bands))
-    click.echo(relative_line(result.relative))
-    click.echo(f"report: {out / 'report.md'}")

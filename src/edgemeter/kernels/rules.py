@@ -33,6 +33,8 @@ from edgemeter.kernels.kinds import KINDS, ONNX_OPS
 
 FORMAT = "edgemeter-fusion/1"
 POLICIES = ("stop", "fuse-first")
+# libyaml where PyYAML was built with it: a package's rules parse in ~0.2 ms instead of ~2.5.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _KEYS = {"format", "runtime", "description", "multiple_consumers", "patterns", "pairs"}
 _STEP = re.compile(r"^(?:(?P<label>\w+)=)?(?P<ops>[\w|-]+)"
                    r"(?:\[(?P<cond>[^\]]*)\])?(?:\((?P<refs>[^)]*)\))?$")
@@ -81,11 +83,16 @@ def load_rules(name_or_path: str | Path) -> FusionRules:
         path = Path(str(resources.files("edgemeter") / "data" / "fusion" / f"{name_or_path}.yaml"))
     if not path.is_file():
         raise ConfigError(f"{path}: no such fusion rules file")
+    return read_rules(path.read_text(), source=str(path))
+
+
+def read_rules(text: str, source: str = "<rules>") -> FusionRules:
+    """Parse rules YAML text and validate it; every error names ``source``."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_rules(data, source=str(path))
+        raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_rules(data, source=source)
 
 
 def parse_rules(data: Any, source: str = "<rules>") -> FusionRules:

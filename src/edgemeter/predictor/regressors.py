@@ -102,15 +102,16 @@ class Forest:
         leaf = self.left < 0
         if np.any(leaf != (self.right < 0)) or np.any(self.feature[leaf] != -1):
             raise ValueError("a node is half leaf, half split")
-        ends = np.append(self.roots[1:], n)[self.node_trees()]
-        idx = np.arange(n)
-        for child in (self.left, self.right):
-            if np.any((child <= idx)[~leaf]) or np.any((child >= ends)[~leaf]):
+        # Checked on the splits' indices only: a package holds ~10^6 nodes, loaded per command.
+        split = np.flatnonzero(~leaf)
+        ends = np.append(self.roots[1:], n)[np.searchsorted(self.roots, split, "right") - 1]
+        for child in (self.left[split], self.right[split]):
+            if np.any(child <= split) or np.any(child >= ends):
                 raise ValueError("a child index points backwards or outside its tree")
-        if np.any((self.feature < 0)[~leaf]) or np.any(self.feature >= n_features):
+        if np.any(self.feature[split] < 0) or np.any(self.feature >= n_features):
             raise ValueError(f"a split uses a feature outside 0..{n_features - 1}")
-        if not (np.all(np.isfinite(self.value)) and np.isfinite(self.offset)
-                and np.isfinite(self.scale)) or np.any(np.isnan(self.threshold[~leaf])):
+        if not (np.isfinite(self.value).all() and np.isfinite(self.offset)
+                and np.isfinite(self.scale)) or np.isnan(self.threshold[split]).any():
             raise ValueError("non-finite leaf value, threshold, offset or scale")
 
     @cached_property
