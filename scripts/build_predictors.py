@@ -65,11 +65,15 @@ def ship(package: Path, name: str, version: str) -> Path:
     the training CSVs take a third of the room)."""
     from edgemeter.predictor import load_package, save_package
 
+    built = load_package(package)
+    if built.version != version:  # a workspace keeps the version of its configs
+        raise SystemExit(f"{name}: the workspace builds version {built.version}, not {version} "
+                         "(add --fresh-configs to rewrite its configs; measurements are kept)")
     folder, target = SHIPPED / name / version, SHIPPED / name / f"{version}.zip"
     if folder.exists():
         shutil.rmtree(folder)
     # Written beside the target and moved over it: the package may be the shipped zip itself.
-    return save_package(load_package(package), target, overwrite=True)
+    return save_package(built, target, overwrite=True)
 
 
 def main() -> None:
