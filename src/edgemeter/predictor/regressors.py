@@ -86,9 +86,11 @@ class Forest:
     def n_nodes(self) -> int:
         return int(self.value.size)
 
-    def node_trees(self) -> np.ndarray:
-        """The tree each node belongs to (trees are stored one after another from their root)."""
-        return np.searchsorted(self.roots, np.arange(self.n_nodes), "right") - 1
+    def node_trees(self, nodes: np.ndarray | None = None) -> np.ndarray:
+        """The tree each node (of ``nodes``, default all) belongs to (trees are stored one after
+        another from their root)."""
+        nodes = np.arange(self.n_nodes) if nodes is None else nodes
+        return np.searchsorted(self.roots, nodes, "right") - 1
 
     def validate(self, n_features: int) -> None:
         """Raise ValueError unless the arrays form well-formed trees over ``n_features``."""
@@ -104,7 +106,7 @@ class Forest:
             raise ValueError("a node is half leaf, half split")
         # Checked on the splits' indices only: a package holds ~10^6 nodes, loaded per command.
         split = np.flatnonzero(~leaf)
-        ends = np.append(self.roots[1:], n)[np.searchsorted(self.roots, split, "right") - 1]
+        ends = np.append(self.roots[1:], n)[self.node_trees(split)]
         for child in (self.left[split], self.right[split]):
             if np.any(child <= split) or np.any(child >= ends):
                 raise ValueError("a child index points backwards or outside its tree")
