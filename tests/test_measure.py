@@ -341,6 +341,22 @@ def test_anchor_is_timed_beside_the_model_in_every_round(tmp_path):
         Protocol(anchor="yes")
 
 
+def test_the_anchor_is_timed_alike_whatever_the_protocol(tmp_path):
+    # A yardstick: a build's few warm-up runs read it 1 % slow beside a truth's.
+    from edgemeter.backends import backend_target, get_backend
+    from edgemeter.backends.anchor import ANCHOR_BLOCK
+    from edgemeter.backends.worker import run_round
+
+    model = tiny_onnx(tmp_path / "tiny.onnx")
+    for warmup, repeats in ((0, 2), (10, 30)):
+        out = run_round({"target": backend_target("onnxruntime-cpu"),
+                         "config": get_backend("onnxruntime-cpu", threads=1).settings(),
+                         "model": str(model), "warmup": warmup, "repeats": repeats,
+                         "profile_runs": 0, "anchor": True})
+        assert len(out["samples_ms"]) == repeats
+        assert len(out["anchor_samples_ms"]) == 2 * ANCHOR_BLOCK
+
+
 def test_the_anchor_pairs_with_the_model_round_by_round():
     from edgemeter.backends.protocol import Measurement, paired_anchor_ms
 

@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from edgemeter.backends.anchor import ANCHOR_BLOCK, ANCHOR_WARMUP
 from edgemeter.errors import EdgemeterError
 
 
@@ -30,11 +31,11 @@ def run_round(payload: dict[str, Any]) -> dict[str, Any]:
     try:
         # The anchor runs in blocks just before and after the model's runs, not between them:
         # its weights would push the model's out of the caches. The drift it tracks takes minutes.
-        anchor_samples = anchor_block(anchor, payload["warmup"], payload["repeats"] // 2)
+        anchor_samples = anchor_block(anchor, ANCHOR_WARMUP, ANCHOR_BLOCK)
         for _ in range(payload["warmup"]):
             runner.run()
         samples = [timed(runner) for _ in range(payload["repeats"])]
-        anchor_samples += anchor_block(anchor, 0, payload["repeats"] - payload["repeats"] // 2)
+        anchor_samples += anchor_block(anchor, 0, ANCHOR_BLOCK)
         others = others_cores(before, cpu_counters())
         node_times = runner.node_times(payload["profile_runs"]) if payload["profile_runs"] else None
         origins = runner.node_origins() if payload["profile_runs"] else None
