@@ -77,12 +77,20 @@ def summarise(rows: list[dict]) -> None:
               f"median; ln anchor on ln model ms: slope {anchor_size_slope(chosen):+.4f}")
 
 
+def counts(settings) -> str:
+    return f"warmup={settings['warmup']},repeats={settings['repeats']}"
+
+
 def main() -> None:
+    from edgemeter.backends.protocol import REFERENCE
+    from edgemeter.builder.workspace import SCHEMA
+
+    build = {k: SCHEMA["backend.yaml"][k].default for k in ("warmup", "repeats")}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--a", default="warmup=5,repeats=20",
-                        help="protocol A (default: a build's backend.yaml)")
-    parser.add_argument("--b", default="warmup=10,repeats=30",
-                        help="protocol B (default: the reference protocol's)")
+    parser.add_argument("--a", default=counts(build),
+                        help="protocol A (default: a build workspace's, %(default)s)")
+    parser.add_argument("--b", default=counts(REFERENCE),
+                        help="protocol B (default: the reference protocol's, %(default)s)")
     parser.add_argument("--passes", type=int, default=6)
     parser.add_argument("--per-family", type=int, default=2)
     parser.add_argument("--backend", default="onnxruntime-cpu")
