@@ -2,10 +2,10 @@
 
 This machine's speed drifts: the same model measured 2.87 ms and, twenty minutes later on an
 idle machine, 1.62 ms (2026-11-23). A latency alone cannot tell a slower model from a slower
-moment. With ``Protocol(anchor=True)`` every timed run of the model is followed by a run of this
-anchor, and the measurement records the anchor's median next to the model's. Their ratio is the
-model's latency in *anchor units*, which the builder trains on and the evaluation can compare in,
-so that measurements taken at different moments agree.
+moment. With ``Protocol(anchor=True)`` every round also times this anchor, in blocks just
+before and after the model's runs, and the measurement records the anchor's time next to the
+model's. Their ratio is the model's latency in *anchor units*, which the builder trains on and
+the evaluation can compare in, so that measurements taken at different moments agree.
 
 The anchor is built with :class:`~edgemeter.builder.onnx_graphs.GraphBuilder` from a fixed seed:
 every worker, local or remote, builds the same bytes. It mixes what edge models spend their time
