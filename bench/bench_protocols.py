@@ -31,7 +31,7 @@ def protocol_from(text: str):
     from edgemeter.backends.protocol import Protocol
 
     settings = {k: int(v) for k, v in (item.split("=") for item in text.split(",") if item)}
-    return Protocol(**settings, rounds=1, max_rounds=1, anchor=True)
+    return Protocol.from_dict({**settings, "rounds": 1, "max_rounds": 1, "anchor": True})
 
 
 def spread(values: np.ndarray) -> str:
