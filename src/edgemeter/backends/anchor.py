@@ -25,9 +25,9 @@ ANCHOR_VERSION = 1
 # many timed runs just before the model's runs and as many after them, in every protocol. Taken
 # from each protocol's own warm-up and repeats (5 and 20 in a build, 10 and 30 for a truth), the
 # anchor read 1.1 % slower in a build's rounds than in a truth's, back to back (36 zoo models,
-# six pairs each, bench/bench_protocols.py, 2026-12-02): five runs do not warm it (its 5th run
-# here is 4 % above its settled time, its 10th 1 %), and every build carried that into its
-# predictions of truths.
+# six pairs each, bench/bench_protocols.py, 2026-12-02): five runs do not warm it (in an ad hoc
+# cold-start probe its 5th run was 4 % above its settled time, its 10th 1 %), and every build
+# carried that into its predictions of truths.
 ANCHOR_WARMUP, ANCHOR_BLOCK = 10, 15
 
 
