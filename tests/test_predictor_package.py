@@ -18,6 +18,7 @@ from edgemeter.predictor import fingerprint, registry
 from edgemeter.predictor.package import (
     MANIFEST, PredictorPackage, data_file, load_package, regressor_file, save_package,
 )
+from edgemeter.predictor.regressors import HALF_LEAF_TOLERANCE
 from edgemeter.predictor.training import train_kernel_regressor
 
 RULES = (Path(__file__).parents[1] / "src/edgemeter/data/fusion/onnxruntime-cpu.yaml").read_text()
@@ -95,7 +96,8 @@ def test_round_trip(package, tmp_path, suffix):
             np.testing.assert_allclose([r[key] for r in loaded.training_data[kernel]],
                                        [r[key] for r in rows], rtol=5e-7)
         np.testing.assert_allclose(loaded.regressors[kernel].predict_rows(rows),
-                                   package.regressors[kernel].predict_rows(rows), rtol=1e-6)
+                                   package.regressors[kernel].predict_rows(rows),
+                                   rtol=HALF_LEAF_TOLERANCE)  # leaves stored as float16
     manifest = json.loads((path / MANIFEST).read_text()) if path.is_dir() else \
         json.loads(zipfile.ZipFile(path).read(MANIFEST))
     assert manifest["format"] == "edgemeter-predictor/1"
@@ -110,9 +112,9 @@ def test_predict_kernels_in_one_pass_equals_each_regressor(package, tmp_path):
     # Interleaved types, one without a regressor, and more conv rows than the dedup threshold.
     types = ["conv-relu"] * 70 + ["softmax"] + ["add"] * 5
     latencies = loaded.predict_kernels(types, conv + [{"ROWS": 1, "COLS": 10}] + add)
-    np.testing.assert_allclose(latencies[:70], package.regressors["conv-relu"].predict_rows(conv),
+    np.testing.assert_allclose(latencies[:70], loaded.regressors["conv-relu"].predict_rows(conv),
                                rtol=1e-6)
-    np.testing.assert_allclose(latencies[71:], package.regressors["add"].predict_rows(add),
+    np.testing.assert_allclose(latencies[71:], loaded.regressors["add"].predict_rows(add),
                                rtol=1e-6)
     assert np.isnan(latencies[70])  # no regressor: left for the caller's fallback, not zero
     assert loaded.predict_kernels([], []).size == 0

@@ -1,6 +1,7 @@
 """Kernel regressors: sklearn training, numpy evaluation, pickle-free files, metrics, training."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import pickle
@@ -11,7 +12,7 @@ import pytest
 from edgemeter.errors import ConfigError, ModelError
 from edgemeter.predictor import metrics
 from edgemeter.predictor.regressors import (
-    BoostingRegressor, ForestRegressor, load_regressor, make_regressor,
+    HALF_LEAF_TOLERANCE, BoostingRegressor, ForestRegressor, load_regressor, make_regressor,
 )
 from edgemeter.predictor.training import train_kernel_regressor
 
@@ -63,10 +64,24 @@ def test_fit_save_load_predict_equals_sklearn(data, tmp_path, algo, transform):
     assert type(loaded) is type(regressor) and loaded.get_params() == regressor.get_params()
     assert loaded.feature_names_ == FEATURES
     assert not hasattr(loaded, "estimator_")  # no sklearn object travels with the file
-    # Stored as float32: leaves round (1e-7), but every row reaches the same leaves, the
-    # training rows too (they sit next to the split thresholds).
-    np.testing.assert_allclose(loaded.predict(X_new), expected, rtol=1e-6)
-    np.testing.assert_allclose(loaded.predict(X), sklearn_prediction(regressor, X), rtol=1e-6)
+    # Every row reaches the same leaves, the training rows too (they sit next to the split
+    # thresholds); leaves round to float16 in log space (within the tolerance), else float32.
+    rtol = 1e-6 if transform == "linear" else HALF_LEAF_TOLERANCE
+    np.testing.assert_allclose(loaded.predict(X_new), expected, rtol=rtol)
+    np.testing.assert_allclose(loaded.predict(X), sklearn_prediction(regressor, X), rtol=rtol)
+
+
+@pytest.mark.parametrize("transform, magnify, stored", [
+    ("ratio", 1, np.float16), ("log", 1, np.float16), ("linear", 1, np.float32),
+    # Leaves in the thousands: float16 steps of 0.5 would move a prediction by far more.
+    ("ratio", 1000, np.float32)])
+def test_leaves_are_stored_half_only_where_no_prediction_moves_beyond_the_tolerance(
+        data, transform, magnify, stored):
+    X, y = data
+    regressor = ForestRegressor(20, transform=transform).fit(X, y, feature_names=FEATURES)
+    forest = regressor.forest_
+    regressor.forest_ = dataclasses.replace(forest, value=forest.value * magnify)
+    assert regressor.to_arrays()["value"].dtype == stored
 
 
 def test_float32_thresholds_split_float32_features_as_the_float64_ones():

@@ -35,6 +35,9 @@ _FORMAT_1 = "edgemeter-regressor/1"
 _PAIRS_PER_CHUNK = 1 << 18
 # A real forest takes a few MB; refuse to inflate anything beyond this.
 _MAX_ARRAY_BYTES = 512 << 20
+# Largest change of the trees' summed output that half-precision leaves may cause: in log space,
+# 0.2 % of a latency, a tenth of the timing noise.
+HALF_LEAF_TOLERANCE = 2e-3
 # Below this many rows, sorting out duplicates costs more than it can save.
 _DEDUP_MIN_ROWS = 64
 # Tree levels walked between checks for finished pairs: a check costs as much as a step, and a
@@ -370,10 +373,23 @@ class TreeRegressor:
                                              else np.int32),
             "right": forest.right[split].astype(np.int32),
             "threshold": float32_floor(forest.threshold[split]),
-            # float32 leaves: 1e-7 relative, far below timing noise; half the bytes.
-            "value": forest.value[~split].astype(np.float32),
+            "value": self._stored_leaves(~split),
             "roots": forest.roots.astype(np.int32),
         }
+
+    def _stored_leaves(self, leaf: np.ndarray) -> np.ndarray:
+        """Leaf values in the narrowest float that keeps predictions: float16 where the trees
+        learn a log of latency and no prediction can move by more than HALF_LEAF_TOLERANCE
+        (leaves are most of a compressed package), else float32 (1e-7 relative)."""
+        forest, value = self.forest_, self.forest_.value[leaf]
+        if self.transform != "linear":
+            half = value.astype(np.float16)
+            worst = np.zeros(forest.n_trees)
+            np.maximum.at(worst, forest.node_trees(np.flatnonzero(leaf)),
+                          np.abs(half.astype(np.float64) - value))
+            if np.isfinite(half).all() and abs(forest.scale) * worst.sum() <= HALF_LEAF_TOLERANCE:
+                return half
+        return value.astype(np.float32)
 
     def save(self, target: str | Path | BinaryIO) -> None:
         """Write the .npz to a path or a binary file object."""
