@@ -74,7 +74,9 @@ def test_fit_save_load_predict_equals_sklearn(data, tmp_path, algo, transform):
 @pytest.mark.parametrize("transform, magnify, stored", [
     ("ratio", 1, np.float16), ("log", 1, np.float16), ("linear", 1, np.float32),
     # Leaves in the thousands: float16 steps of 0.5 would move a prediction by far more.
-    ("ratio", 1000, np.float32)])
+    ("ratio", 1000, np.float32),
+    # Beyond float16's range altogether.
+    ("log", 1e6, np.float32)])
 def test_leaves_are_stored_half_only_where_no_prediction_moves_beyond_the_tolerance(
         data, transform, magnify, stored):
     X, y = data

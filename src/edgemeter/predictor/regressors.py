@@ -383,7 +383,8 @@ class TreeRegressor:
         (leaves are most of a compressed package), else float32 (1e-7 relative)."""
         forest, value = self.forest_, self.forest_.value[leaf]
         if self.transform != "linear":
-            half = value.astype(np.float16)
+            with np.errstate(over="ignore"):  # beyond float16's range: inf, refused below
+                half = value.astype(np.float16)
             worst = np.zeros(forest.n_trees)
             np.maximum.at(worst, forest.node_trees(np.flatnonzero(leaf)),
                           np.abs(half.astype(np.float64) - value))
