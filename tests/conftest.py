@@ -17,6 +17,21 @@ TRAIN_FAMILIES = ("mobilenetv2", "resnet", "mobilenetv3", "shufflenetv2", "squee
 TINY_NAMES = {"onnxruntime-cpu": "tiny-ort", "openvino-cpu-f32": "tiny-ov"}
 
 
+def _cpu_runs_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin computes in bf16 here (AVX512-BF16 or AMX): this machine kind
+    has come both with and without."""
+    try:
+        import openvino
+    except ImportError:
+        return False
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+CPU_RUNS_BF16 = _cpu_runs_bf16()
+needs_bf16 = pytest.mark.skipif(not CPU_RUNS_BF16, reason="this CPU has no bf16 (AVX512-BF16 "
+                                "or AMX): the openvino-cpu-bf16 backend refuses to run")
+
+
 @pytest.fixture(scope="session")
 def zoo_onnx(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """``zoo_onnx(family, dynamic_batch=False, **variant) -> Path`` of an ONNX file of the

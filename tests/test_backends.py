@@ -13,6 +13,8 @@ from edgemeter.backends import get_backend, list_backends
 from edgemeter.errors import ConfigError, ModelError
 from edgemeter.importers import load_graph
 
+from conftest import CPU_RUNS_BF16, needs_bf16
+
 BUILTINS = {"onnxruntime-cpu", "openvino-cpu-f32", "openvino-cpu-bf16", "litert-xnnpack",
             "torch-cpu"}
 NODES = ["conv1", "relu1", "pool", "flatten", "fc"]
@@ -155,7 +157,8 @@ def test_onnxruntime_optimised_graph_reports_fused_nodes(model):
 
 
 @pytest.mark.parametrize("name, precision", [("openvino-cpu-f32", "f32"),
-                                             ("openvino-cpu-bf16", "bf16")])
+                                             pytest.param("openvino-cpu-bf16", "bf16",
+                                                          marks=needs_bf16)])
 def test_openvino_precision_is_explicit(model, name, precision):
     backend = get_backend(name)
     assert backend.environment()["precision"] == precision
@@ -170,9 +173,22 @@ def test_openvino_f32_computes_what_onnxruntime_computes(model):
     reference = get_backend("onnxruntime-cpu").load(model).infer(x)["y"]
     np.testing.assert_allclose(get_backend("openvino-cpu-f32").load(model).infer(x)["y"],
                                reference, rtol=1e-4, atol=1e-4)
+
+
+@needs_bf16
+def test_openvino_bf16_rounds_as_bf16(model):
+    x = {"x": np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32)}
+    reference = get_backend("onnxruntime-cpu").load(model).infer(x)["y"]
     bf16 = get_backend("openvino-cpu-bf16").load(model).infer(x)["y"]
     assert not np.array_equal(bf16, reference)  # bf16 rounding shows: it really ran bf16
     np.testing.assert_allclose(bf16, reference, rtol=0.1, atol=0.1)
+
+
+@pytest.mark.skipif(CPU_RUNS_BF16, reason="this CPU runs bf16")
+def test_openvino_bf16_refuses_a_cpu_without_bf16(model):
+    # The plugin would quietly compute in f32 and report f32 latencies under the bf16 name.
+    with pytest.raises(ConfigError, match="this CPU runs f32, not bf16"):
+        get_backend("openvino-cpu-bf16").load(model)
 
 
 def test_litert_runs_a_tflite_model(tmp_path):

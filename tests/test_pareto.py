@@ -18,6 +18,8 @@ from edgemeter.pareto.search import Solution, Study, brute_force, local_search, 
     random_search
 from edgemeter.pareto.space import build_space
 
+from conftest import needs_bf16
+
 ORT, OV32, OV16 = "onnxruntime-cpu", "openvino-cpu-f32", "openvino-cpu-bf16"
 QUICK = Protocol(warmup=1, repeats=3, rounds=1, max_rounds=1, timeout_s=60)
 
@@ -107,20 +109,21 @@ def test_parallel_branches_share_a_partition(branches):
     assert parts[-1].outputs == ["y"]
 
 
-def test_partitioned_execution_matches_reference(residual, tmp_path):
+@pytest.mark.parametrize("config, tolerance", [
+    ({"Conv": OV32, "Relu": ORT, "Add": OV32}, TOLERANCE["f32"]),
+    pytest.param({"Conv": OV16, "Relu": OV32, "Add": ORT}, TOLERANCE["bf16"], marks=needs_bf16)])
+def test_partitioned_execution_matches_reference(residual, tmp_path, config, tolerance):
     model = prepare_model(residual)
     space = build_space(model, [ORT, OV32, OV16], "name")
     evaluator = PartitionedEvaluator(residual, space, tmp_path / "work", protocol=QUICK)
     reference = get_backend(ORT).load(residual).infer(onnx_inputs(residual))["y"]
-    for config, tolerance in [({"Conv": OV32, "Relu": ORT, "Add": OV32}, TOLERANCE["f32"]),
-                              ({"Conv": OV16, "Relu": OV32, "Add": ORT}, TOLERANCE["bf16"])]:
-        plan = evaluator.plan(space.from_config(config))
-        assert len(plan["partitions"]) >= 3
-        runner = PartitionedRunner(plan, threads=1)   # checks against the reference on load
-        out = runner.infer(runner.inputs)["y"]
-        runner.close()
-        assert relative_error(out, reference) <= tolerance
-        assert plan["tolerance"] == tolerance
+    plan = evaluator.plan(space.from_config(config))
+    assert len(plan["partitions"]) >= 3
+    runner = PartitionedRunner(plan, threads=1)   # checks against the reference on load
+    out = runner.infer(runner.inputs)["y"]
+    runner.close()
+    assert relative_error(out, reference) <= tolerance
+    assert plan["tolerance"] == tolerance
 
 
 def test_brute_force_measures_every_assignment_and_finds_the_front(residual, tmp_path):
