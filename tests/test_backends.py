@@ -168,18 +168,20 @@ def test_openvino_precision_is_explicit(model, name, precision):
     assert any(key.startswith("conv1") for key in times)
 
 
-def test_openvino_f32_computes_what_onnxruntime_computes(model):
+def output_of(backend: str, model: Path) -> np.ndarray:
+    """The model's output on ``backend`` for one fixed random input."""
     x = {"x": np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32)}
-    reference = get_backend("onnxruntime-cpu").load(model).infer(x)["y"]
-    np.testing.assert_allclose(get_backend("openvino-cpu-f32").load(model).infer(x)["y"],
-                               reference, rtol=1e-4, atol=1e-4)
+    return get_backend(backend).load(model).infer(x)["y"]
+
+
+def test_openvino_f32_computes_what_onnxruntime_computes(model):
+    np.testing.assert_allclose(output_of("openvino-cpu-f32", model),
+                               output_of("onnxruntime-cpu", model), rtol=1e-4, atol=1e-4)
 
 
 @needs_bf16
 def test_openvino_bf16_rounds_as_bf16(model):
-    x = {"x": np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32)}
-    reference = get_backend("onnxruntime-cpu").load(model).infer(x)["y"]
-    bf16 = get_backend("openvino-cpu-bf16").load(model).infer(x)["y"]
+    reference, bf16 = output_of("onnxruntime-cpu", model), output_of("openvino-cpu-bf16", model)
     assert not np.array_equal(bf16, reference)  # bf16 rounding shows: it really ran bf16
     np.testing.assert_allclose(bf16, reference, rtol=0.1, atol=0.1)
 
