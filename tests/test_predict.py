@@ -226,8 +226,9 @@ def test_cli_unknown_predictor_lists_available(trained, tmp_path, capsys, monkey
 
 def test_cli_corrupt_package(trained, tmp_path, capsys):
     broken = shutil.copytree(trained["folder"], tmp_path / "broken")
-    target = broken / regressor_file(sorted(trained["package"].regressors)[0])
-    target.write_bytes(target.read_bytes()[:-7] + b"garbage")
+    for kernel in trained["package"].regressors:  # each is read when a model first needs it
+        target = broken / regressor_file(kernel)
+        target.write_bytes(target.read_bytes()[:-7] + b"garbage")
     code, _, err = run_cli(["predict", str(trained["paths"][0]), "--predictor", str(broken)],
                            capsys)
     assert code == 2 and "checksum" in err and len(err.strip().splitlines()) == 1

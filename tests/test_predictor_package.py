@@ -122,6 +122,34 @@ def test_predict_kernels_in_one_pass_equals_each_regressor(package, tmp_path):
         loaded.predict_kernels(["add"], [{"HW": 7, "C": 8}])
 
 
+def test_lazy_load_reads_each_regressor_when_first_used(package, tmp_path):
+    """A lazy package reads only the regressors its kernels need: a damaged one it never uses
+    costs nothing, and fails with the eager load's one line once a kernel needs it. Types
+    merge into the numpy engine as they come, predicting as the regressors do alone."""
+    path = save_package(package, tmp_path / "pkg")
+    (path / regressor_file("add")).write_bytes(b"PK\x03\x04junk")
+    with pytest.raises(ModelError, match="regressors/add.npz does not match its checksum"):
+        load_package(path)
+    lazy = load_package(path, lazy=True)
+    assert lazy.kernels == ["add", "conv-relu"] and "add" in lazy.regressors
+    conv = rows_for("conv-relu", 70, 7)
+    np.testing.assert_allclose(lazy.predict_kernels(["conv-relu"] * 70, conv),
+                               package.regressors["conv-relu"].predict_rows(conv),
+                               rtol=HALF_LEAF_TOLERANCE)
+    with pytest.raises(ModelError, match="regressors/add.npz does not match its checksum") \
+            as info:
+        lazy.predict_kernels(["add"], rows_for("add", 1, 8))
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+    intact = load_package(save_package(package, tmp_path / "intact.zip"), lazy=True)
+    add = rows_for("add", 5, 8)
+    first = intact.predict_kernels(["add"] * 5, add)  # merged alone, then with conv-relu
+    both = intact.predict_kernels(["conv-relu"] * 70 + ["add"] * 5, conv + add)
+    np.testing.assert_array_equal(both[70:], first)
+    np.testing.assert_allclose(both[:70], intact.regressors["conv-relu"].predict_rows(conv),
+                               rtol=1e-6)
+
+
 def test_save_refuses_existing_path_and_bad_names(package, tmp_path):
     save_package(package, tmp_path / "pkg")
     with pytest.raises(ConfigError, match="already exists"):

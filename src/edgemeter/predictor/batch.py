@@ -2,14 +2,14 @@
 and NAS.
 
 Calling each kernel type's regressor separately costs one tree walk (a fixed ~20 numpy steps)
-per type; a model has a dozen types. Here the forests of all types are merged into one, every
-(row, tree) pair of every type walks together, and only the cheap per-type decoding is a loop.
-The ``onnxruntime`` engine hands the same walk to one session instead (:mod:`.onnx_forests`).
+per type; a model has a dozen types. Here the forests of the types in use are merged into one,
+every (row, tree) pair of every type walks together, and only the cheap per-type decoding is a
+loop. The ``onnxruntime`` engine hands the same walk to one session instead (:mod:`.onnx_forests`).
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ class KernelBatchPredictor:
     """
 
     def __init__(self, regressors: Mapping[str, TreeRegressor], engine: str = "numpy"):
-        self.regressors = dict(regressors)
+        self.regressors = regressors  # not copied: a loaded package's reads each on first use
         self.engine = check_engine(engine)
         if engine == "onnxruntime":
             from edgemeter.predictor.onnx_forests import OnnxForests
@@ -46,7 +46,7 @@ class KernelBatchPredictor:
             self._forests = OnnxForests({t: (r.forest_, r.n_features_in_)
                                          for t, r in self.regressors.items()})
         else:
-            self._forests = MergedForests({t: r.forest_ for t, r in self.regressors.items()})
+            self._forests = MergedForests(self.regressors)
 
     def predict(self, matrices: Mapping[str, ArrayLike]) -> dict[str, np.ndarray]:
         """Kernel type → latencies of its rows; each matrix has the columns of that type's
@@ -85,18 +85,28 @@ class KernelBatchPredictor:
 
 
 class MergedForests:
-    """The numpy engine: named forests merged into one, so that the (row, tree) pairs of every
-    name walk together."""
+    """The numpy engine: the forests of the regressors asked for so far merged into one, so
+    that the (row, tree) pairs of every name walk together. A name joins on first use: a model
+    needs a few of a package's kernel types, and merging all of them took longer than
+    predicting it."""
 
-    def __init__(self, forests: Mapping[str, Forest]):
-        names = list(forests)
-        merged, firsts = Forest.concatenate([forests[n] for n in names]) \
-            if names else (None, [])
-        self._merged = merged
-        self._trees = {n: (first, forests[n].n_trees) for n, first in zip(names, firsts)}
+    def __init__(self, regressors: Mapping[str, TreeRegressor]):
+        self._regressors = regressors
+        self._merged: Forest | None = None
+        self._trees: dict[str, tuple[int, int]] = {}
+
+    def _merge(self, names: Iterable[str]) -> None:
+        new = [name for name in names if name not in self._trees]
+        if not new:
+            return
+        forests = {name: self._regressors[name].forest_ for name in [*self._trees, *new]}
+        self._merged, firsts = Forest.concatenate(list(forests.values()))
+        self._trees = {name: (first, forest.n_trees)
+                       for (name, forest), first in zip(forests.items(), firsts)}
 
     def leaf_sums(self, rows: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Name → sum over its trees of the leaf each row reaches (float32 rows)."""
+        self._merge(rows)
         flats, starts, roots, spans = [], [], [], []
         flat_size = n_pairs = 0
         for name, X in rows.items():

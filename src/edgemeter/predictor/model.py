@@ -183,9 +183,10 @@ class Predictor:
     @classmethod
     def from_package(cls, package: PredictorPackage | str | Path,
                      engine: str = "numpy") -> Predictor:
-        """From a loaded package, or a package folder / .zip path."""
+        """From a loaded package, or a package folder / .zip path (whose regressors are read as
+        models first need them: :func:`~edgemeter.predictor.package.load_package`)."""
         if not isinstance(package, PredictorPackage):
-            package = load_package(package)
+            package = load_package(package, lazy=True)
         return cls(package, engine)
 
     @property
