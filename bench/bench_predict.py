@@ -12,11 +12,15 @@ Figures (medians of ``--calls`` calls for one model, of ``--runs`` for the rest)
 - batch: ``Predictor.predict_kernels`` on ``--batch`` random variants of the family whose kernels
   were detected beforehand (the NAS loop: graph → ms), with each engine;
 - ``edgemeter predict model.onnx`` as a subprocess (Python start, imports, package load);
+  with ``--baseline-src DIR`` each call alternates with the same command on the code in
+  DIR (another checkout's ``src``), so a change is judged in the same minutes as the code
+  before it;
 - ``edgemeter measure`` of the same model on onnxruntime (1 thread, 3 fresh processes), once.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import subprocess
@@ -50,6 +54,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300,
                         help="calls behind each one-model figure (a millisecond each: many are "
                              "cheap, and a median of few moves with every slow spell)")
+    parser.add_argument("--baseline-src", type=Path, default=None, metavar="DIR",
+                        help="alternate each end-to-end call with one on the code in DIR")
     args = parser.parse_args()
 
     from edgemeter import load_predictor, zoo
@@ -106,10 +112,21 @@ def main() -> None:
     cmd = [sys.executable, "-m", "edgemeter", "predict", str(path), "--format", "json"]
     if args.predictor:
         cmd[4:4] = ["--predictor", args.predictor]
-    subprocess.run(cmd, check=True, capture_output=True)
-    wall = median_time(lambda: subprocess.run(cmd, check=True, capture_output=True), args.runs)
-    print(f"`edgemeter predict {path.name}` end to end: {wall:.3f} s wall "
-          f"(median of {args.runs})")
+    runs = {"": {}}
+    if args.baseline_src:
+        runs[f" (the code in {args.baseline_src})"] = {
+            "env": {**os.environ, "PYTHONPATH": str(args.baseline_src.resolve())}}
+    walls: dict[str, list[float]] = {label: [] for label in runs}
+    for label, how in runs.items():
+        subprocess.run(cmd, check=True, capture_output=True, **how)  # warm the file cache
+    for _ in range(args.runs):
+        for label, how in runs.items():
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True, **how)
+            walls[label].append(time.perf_counter() - start)
+    for label, times in walls.items():
+        print(f"`edgemeter predict {path.name}` end to end{label}: "
+              f"{statistics.median(times):.3f} s wall (median of {args.runs})")
 
     start = time.perf_counter()
     m = measure(path, "onnxruntime-cpu", {"threads": 1}, Protocol(rounds=3, max_rounds=3))
