@@ -23,11 +23,11 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -44,6 +44,8 @@ RULES = "fusion_rules.yaml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
 # A member larger than this is not a predictor file, whatever the zip claims.
 _MAX_FILE_BYTES = 256 << 20
+
+T = TypeVar("T")
 
 
 def regressor_file(kernel: str) -> str:
@@ -255,58 +257,44 @@ class _Files:
         return data
 
 
-class _Regressors(Mapping[str, TreeRegressor]):
-    """Regressors of a loaded package (kernel type → features the manifest gives), each read,
-    checked and parsed on first access."""
+class _OnFirstUse(Mapping[str, T]):
+    """Kernel type → what ``read`` makes of that type's file, read on first access (files are
+    checked against the manifest as they are read)."""
 
-    def __init__(self, files: _Files, features: dict[str, list[str]]):
-        self._files, self._features = files, features
-        self._cache: dict[str, TreeRegressor] = {}
+    def __init__(self, kernels: list[str], read: Callable[[str], T]):
+        self._kernels, self._read = kernels, read
+        self._cache: dict[str, T] = {}
 
-    def __getitem__(self, kernel: str) -> TreeRegressor:
-        regressor = self._cache.get(kernel)
-        if regressor is None:
-            features = self._features[kernel]  # KeyError for a type the package lacks
-            name = regressor_file(kernel)
-            regressor = load_regressor(io.BytesIO(self._files.read(name)),
-                                       label=f"predictor package {self._files.path}: {name}")
-            if regressor.feature_names_ != features:
-                raise self._files.fail(f"{name} uses features {regressor.feature_names_}, the "
-                                       f"manifest says {features}")
-            self._cache[kernel] = regressor
-        return regressor
-
-    def __contains__(self, kernel: object) -> bool:  # Mapping's would load the regressor
-        return kernel in self._features
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._features)
-
-    def __len__(self) -> int:
-        return len(self._features)
-
-
-class _CsvTables(Mapping[str, list[dict[str, Any]]]):
-    """Training data of a loaded package, read from its CSV files on first access."""
-
-    def __init__(self, files: _Files, kernels: list[str]):
-        self._files, self._kernels = files, kernels
-        self._cache: dict[str, list[dict[str, Any]]] = {}
-
-    def __getitem__(self, kernel: str) -> list[dict[str, Any]]:
-        if kernel not in self._kernels:
-            raise KeyError(kernel)
+    def __getitem__(self, kernel: str) -> T:
         if kernel not in self._cache:
-            text = self._files.read(data_file(kernel)).decode()
-            self._cache[kernel] = [{k: _number(v) for k, v in row.items()}
-                                   for row in csv.DictReader(io.StringIO(text))]
+            if kernel not in self._kernels:
+                raise KeyError(kernel)
+            self._cache[kernel] = self._read(kernel)
         return self._cache[kernel]
+
+    def __contains__(self, kernel: object) -> bool:  # Mapping's would read the file
+        return kernel in self._kernels
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._kernels)
 
     def __len__(self) -> int:
         return len(self._kernels)
+
+
+def _read_regressor(files: _Files, kernel: str, features: list[str]) -> TreeRegressor:
+    name = regressor_file(kernel)
+    regressor = load_regressor(io.BytesIO(files.read(name)),
+                               label=f"predictor package {files.path}: {name}")
+    if regressor.feature_names_ != features:
+        raise files.fail(f"{name} uses features {regressor.feature_names_}, the manifest says "
+                         f"{features}")
+    return regressor
+
+
+def _read_csv(files: _Files, kernel: str) -> list[dict[str, Any]]:
+    text = files.read(data_file(kernel)).decode()
+    return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
 
 
 def _number(text: str) -> int | float | str | None:
@@ -379,7 +367,8 @@ def load_package(path: str | Path, lazy: bool = False) -> PredictorPackage:
 
     ``lazy`` checks the manifest and rules now and each regressor and CSV when first used (a
     model needs a few of a package's kernel types, and reading them all made ``edgemeter
-    predict`` take about 1.2 times as long); a damaged file then fails where it is used, as clearly."""
+    predict`` take about 1.2 times as long); a damaged file then fails where it is used, as
+    clearly."""
     files = _open(Path(path))
     manifest = _manifest(files)
     from edgemeter.kernels.rules import read_rules
@@ -391,9 +380,11 @@ def load_package(path: str | Path, lazy: bool = False) -> PredictorPackage:
         raise files.fail(f"{RULES} is not valid YAML ({exc})") from None
     except ConfigError as exc:
         raise files.fail(str(exc)) from None
-    regressors = _Regressors(files, {k: e["features"] for k, e in manifest["kernels"].items()})
-    training_data = _CsvTables(files, [k for k in manifest["kernels"]
-                                       if data_file(k) in files.sums])
+    kernels = manifest["kernels"]
+    regressors = _OnFirstUse(list(kernels), lambda k: _read_regressor(files, k,
+                                                                      kernels[k]["features"]))
+    training_data = _OnFirstUse([k for k in kernels if data_file(k) in files.sums],
+                                lambda k: _read_csv(files, k))
     if not lazy:  # every file checked now, so a corrupt one surfaces at load, not mid-run
         for kernel in regressors:
             regressors[kernel]  # noqa: B018 - read, checked and parsed here
