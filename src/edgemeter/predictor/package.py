@@ -393,7 +393,7 @@ def load_package(path: str | Path, lazy: bool = False) -> PredictorPackage:
     return PredictorPackage(
         name=manifest["name"], version=manifest["version"], backend=manifest["backend"],
         regressors=regressors, fusion_rules=rules,
-        accuracy={k: e["accuracy"] for k, e in manifest["kernels"].items()},
+        accuracy={k: e["accuracy"] for k, e in kernels.items()},
         training_data=training_data,
         runtime_versions=manifest["runtime_versions"], fingerprint=manifest["fingerprint"],
         missing_kernels=manifest["missing_kernels"], created=manifest["created"],
