@@ -117,7 +117,7 @@ def main() -> None:
         runs[f" (the code in {args.baseline_src})"] = {
             "env": {**os.environ, "PYTHONPATH": str(args.baseline_src.resolve())}}
     walls: dict[str, list[float]] = {label: [] for label in runs}
-    for label, how in runs.items():
+    for how in runs.values():
         subprocess.run(cmd, check=True, capture_output=True, **how)  # warm the file cache
     for _ in range(args.runs):
         for label, how in runs.items():
