@@ -3,10 +3,13 @@ from real measurements; and the CLI commands over them."""
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from pathlib import Path
 
 import pytest
 
+from edgemeter.backends.protocol import paired_anchor_ms
 from edgemeter.cli import main
 from edgemeter.dataset import (evaluate, generate, measure, read_index, read_measurements,
                                sibling)
@@ -78,9 +81,13 @@ def test_measure_then_resume(dataset):
     assert path.read_text().count("\n") == 2
     assert [json.loads(line)["median_ms"] for line in path.read_text().splitlines()] == \
         [m.median_ms for m in done]
-    # The fastest run travels too (a predictor trained on it is judged on it).
-    assert all(0 < r["min_ms"] == min(m.samples_ms) <= r["median_ms"]
-               for r, m in zip(read_measurements(dataset, "onnxruntime-cpu"), done))
+    # The fastest run travels too (a predictor trained on it is judged on it), and the rounds
+    # beside the anchor's (a truth is put at a predictor's speed round by round).
+    for r, m in zip(read_measurements(dataset, "onnxruntime-cpu"), done):
+        assert 0 < r["min_ms"] == min(m.samples_ms) <= r["median_ms"]
+        assert r["round_medians_ms"] == m.round_medians_ms
+        assert r["anchor_round_medians_ms"] == m.anchor_round_medians_ms
+        assert len(r["anchor_round_medians_ms"]) == 1
 
 
 def test_a_sibling_measures_the_same_models_again_apart(dataset):
@@ -156,6 +163,25 @@ def test_evaluate_puts_the_truth_at_the_predictors_speed(dataset, package, tmp_p
     assert first["error_pct"] == pytest.approx(100 * (first["predicted_ms"] / first["truth_ms"]
                                                       - 1))
     assert "put at the predictor's machine speed" in (tmp_path / "report" / "report.md").read_text()
+    # A model that moves twice as much as the anchor is put at speed round by round: each of
+    # its rounds by the anchor timed in that round (a two-round line written here).
+    flops = {e["file"]: e["flops"] for e in read_index(dataset)}[first["file"]]
+    pkg.extra["anchor"]["sensitivity"] = {"per_log_flops": 1.0, "centre": math.log(flops) - 1.0}
+    path = measurements_file(dataset, "onnxruntime-cpu")
+    kept = path.read_text()
+    line = {r["file"]: r for r in read_measurements(dataset, "onnxruntime-cpu")}[first["file"]]
+    ms, anchor = line["median_ms"], line["anchor_ms"]
+    rounds, anchors = [0.9 * ms, 1.1 * ms], [anchor, 1.3 * anchor]
+    paired = paired_anchor_ms(rounds, anchors)
+    path.write_text(kept + json.dumps({**line, "round_medians_ms": rounds,
+                                       "anchor_round_medians_ms": anchors,
+                                       "anchor_ms": paired}) + "\n")
+    speed = pkg.extra["anchor"]["anchor_ms"]
+    steep = evaluate(Predictor(pkg), dataset).rows[0]
+    path.write_text(kept)
+    expected = statistics.median(t * (speed / a) ** 2 for t, a in zip(rounds, anchors))
+    assert steep["file"] == first["file"] and steep["truth_ms"] == pytest.approx(expected)
+    assert expected != pytest.approx(ms * (speed / paired) ** 2)
 
 
 def test_evaluate_judges_a_min_trained_predictor_on_fastest_runs(dataset, package, tmp_path):

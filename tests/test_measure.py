@@ -373,6 +373,28 @@ def test_the_anchor_pairs_with_the_model_round_by_round():
     assert Measurement.from_dict(old.to_dict()).anchor_ms == pytest.approx(1.1)
 
 
+def test_a_median_is_put_at_speed_round_by_round():
+    from edgemeter.backends.anchor import at_speed, measured_at_speed, paired_rounds
+    from edgemeter.backends.protocol import paired_anchor_ms
+
+    rounds, anchors = [4.0, 5.2, 4.4], [1.0, 1.3, 0.95]
+    paired = paired_anchor_ms(rounds, anchors)  # 1.1: the median 4.4 over the median ratio 4
+    # Slope 1: the median at the paired anchor, whichever way.
+    assert measured_at_speed(4.4, paired, 0.8, 1.0, (rounds, anchors)) == \
+        pytest.approx(at_speed(4.4, paired, 0.8))
+    # Slope 2: each round at speed by its own anchor (2.56, 1.97, 3.12 ms), then the median;
+    # the paired anchor would stretch the gap between the rounds of the two medians.
+    assert measured_at_speed(4.4, paired, 0.8, 2.0, (rounds, anchors)) == pytest.approx(2.56)
+    assert at_speed(4.4, paired, 0.8, 2.0) == pytest.approx(4.4 * (0.8 / 1.1) ** 2)
+    # Rounds that do not pair: the paired anchor; no speed to go to: as measured.
+    assert measured_at_speed(4.4, paired, 0.8, 2.0, ([4.0], [1.0, 1.1])) == \
+        at_speed(4.4, paired, 0.8, 2.0)
+    assert measured_at_speed(4.4, paired, None, 2.0, (rounds, anchors)) == 4.4
+    assert paired_rounds("median", rounds, anchors) == (rounds, anchors)
+    assert paired_rounds("min", rounds, anchors) is None
+    assert paired_rounds("median", rounds, None) is None
+
+
 def test_anchor_puts_latencies_at_one_machine_speed():
     from edgemeter.backends.anchor import anchor_bytes, at_speed
     from edgemeter.builder.train import anchor_speed, at_anchor_speed

@@ -7,9 +7,9 @@ measured median, RMSPE). The report folder holds ``results.csv`` (one row per mo
 This machine's speed drifts (up to 1.7x within half an hour), so a dataset measured at another
 moment than the predictor's build is off by the drift alone. When both carry the speed anchor
 (:mod:`edgemeter.backends.anchor`), the truth each prediction is compared with is the measured
-median put at the predictor's machine speed, by the model's own slope on the anchor
-(:meth:`~edgemeter.predictor.model.Predictor.at_own_speed`); ``overall_as_measured`` keeps the
-raw comparison.
+median put at the predictor's machine speed, each round by the anchor timed in it and the
+model's own slope on the anchor (:meth:`~edgemeter.predictor.model.Predictor.at_own_speed`);
+``overall_as_measured`` keeps the raw comparison.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from edgemeter.backends.anchor import paired_rounds
 from edgemeter.dataset.generate import read_index
 from edgemeter.dataset.measure import measurements_file, read_measurements
 from edgemeter.errors import ConfigError
@@ -120,7 +121,9 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
     rows, warnings = [], Counter()
     for record, p in zip(records, predictions):
         entry = index[record["file"]]
-        truth = (predictor.at_own_speed(record[key], record["anchor_ms"], entry["flops"])
+        truth = (predictor.at_own_speed(record[key], record["anchor_ms"], entry["flops"],
+                                        paired_rounds(statistic, record.get("round_medians_ms"),
+                                                      record.get("anchor_round_medians_ms")))
                  if anchored else record[key])
         rows.append({"file": record["file"], "family": entry["family"],
                      "flops": entry["flops"], "measured_ms": record[key],

@@ -23,7 +23,9 @@ def _record(entry: dict[str, Any], m: Measurement) -> dict[str, Any]:
             "config": m.config, "median_ms": m.median_ms, "min_ms": m.min_ms,
             "spread": m.spread,
             "rounds": len(m.round_medians_ms), "stable": m.stable, "error": m.error,
-            "anchor_ms": m.anchor_ms, "others_cores": m.others_cores,
+            "anchor_ms": m.anchor_ms, "round_medians_ms": m.round_medians_ms,
+            "anchor_round_medians_ms": m.anchor_round_medians_ms,
+            "others_cores": m.others_cores,
             "model_sha256": m.model_sha256, "env": m.env}
 
 

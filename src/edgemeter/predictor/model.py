@@ -231,13 +231,17 @@ class Predictor:
         ok = isinstance(anchor, Mapping) and anchor.get("version") == ANCHOR_VERSION
         return anchor if ok else {}
 
-    def at_own_speed(self, latency_ms: float, anchor_ms: float | None, flops: float) -> float:
+    def at_own_speed(self, latency_ms: float, anchor_ms: float | None, flops: float,
+                     rounds: tuple[Sequence[float], Sequence[float]] | None = None) -> float:
         """A model of ``flops`` measured ``latency_ms`` while the anchor took ``anchor_ms``, at
         this predictor's machine speed (as measured when the build ran): what its prediction
-        is to be compared with."""
-        from edgemeter.backends.anchor import at_speed
+        is to be compared with. ``rounds``: the measurement's round medians and the anchor's
+        beside them, for a median put at speed round by round
+        (:func:`~edgemeter.backends.anchor.measured_at_speed`)."""
+        from edgemeter.backends.anchor import measured_at_speed
 
-        return at_speed(latency_ms, anchor_ms, self.anchor_ms, self.sensitivity.slope(flops))
+        return measured_at_speed(latency_ms, anchor_ms, self.anchor_ms,
+                                 self.sensitivity.slope(flops), rounds)
 
     def calibrated(self, anchor_ms: float | None = None) -> Predictor:
         """This predictor at the machine speed where the anchor takes ``anchor_ms``; None times
