@@ -218,16 +218,19 @@ def test_conv_features_and_costs():
     assert kernel.features == {"HW": 16, "H": 16, "W": 12, "CIN": 8, "COUT": 24, "KERNEL_SIZE": 5,
                                "STRIDES": 2, "GROUPS": 1, "DILATION": 1, "CIN_PER_GROUP": 8,
                                "ALIGN": 8, "ACT": 1, "FLOPS": 20, "PARAMS": 2, "BYTES": 16,
-                               "OPS": 2, "MODEL_FLOPS": 20}
+                               "OPS": 2, "MODEL_FLOPS": 20, "MODEL_PARAMS": 2}
 
 
-def test_every_kernel_knows_the_flops_of_the_model_around_it():
+def test_every_kernel_knows_the_flops_and_weights_of_the_model_around_it():
     b = Builder(shape=(1, 8, 16, 16))
     g = b.graph(b.op("Relu", b.conv(b.conv("x", 16, k=3), 8, k=1)))
     kernels = kernels_of(g)
     assert len(kernels) == 2
     assert {k.features["MODEL_FLOPS"] for k in kernels} == {
         sum(k.features["FLOPS"] for k in kernels)}
+    assert {k.features["MODEL_PARAMS"] for k in kernels} == {
+        sum(k.features["PARAMS"] for k in kernels)}
+    assert len({k.features["PARAMS"] for k in kernels}) == 2  # the sum is not one kernel's
 
 
 def test_grouped_conv_features_say_how_its_channels_block():
