@@ -107,8 +107,8 @@ def detect(graph: Graph, rules: FusionRules) -> list[Kernel]:
     # The model around a kernel changes its time: inside a sub-millisecond model the same
     # small kernels ran faster than inside large ones, and regressors that could not tell the
     # two apart put the small models' kernel sums 25 % high (Zen 4, onnxruntime, 2026-12-01).
-    # Its weights too: a model that cycles more weights through the cache than it holds leaves
-    # its classifier's weights in memory for the next run, and models streaming over 4 MB of
+    # Its weights too: a model that cycles more weights through the cache than it holds finds
+    # its classifier's weights evicted on the next run, and models streaming over 4 MB of
     # weights per ms were the misses of every bench build (bench/bench_weight_rate.py).
     model_flops = sum(k.features.get("FLOPS", 0) for k in kernels)
     model_params = sum(k.features.get("PARAMS", 0) for k in kernels)
