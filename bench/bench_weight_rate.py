@@ -19,25 +19,20 @@ from pathlib import Path
 import numpy as np
 
 BANDS_MB_PER_MS = (1.0, 2.0, 4.0, 8.0)
-
-
-def band(rate: float) -> str:
-    lower = 0.0
-    for upper in BANDS_MB_PER_MS:
-        if rate < upper:
-            return f"{lower:g}-{upper:g}"
-        lower = upper
-    return f">={lower:g}"
+LABELS = [f"{lo:g}-{hi:g}" for lo, hi in zip((0.0, *BANDS_MB_PER_MS), BANDS_MB_PER_MS)] + [
+    f">={BANDS_MB_PER_MS[-1]:g}"]
 
 
 def table(rows: list[tuple[float, float]]) -> list[str]:
     """Lines of (band, n, median error %, within ±10 %) for ``(rate, predicted/truth)`` rows."""
     lines = [f"  {'MB/ms':>8}{'models':>8}{'median err %':>14}{'±10 %':>8}"]
-    labels = [band(rate) for rate, _ in rows]
-    for label in dict.fromkeys(sorted(labels, key=lambda s: float(s.strip(">=").split("-")[0]))):
-        ratios = np.array([r for (_, r), lab in zip(rows, labels) if lab == label])
-        lines.append(f"  {label:>8}{ratios.size:>8}{100 * (np.median(ratios) - 1):>+14.1f}"
-                     f"{100 * np.mean(np.abs(ratios - 1) <= 0.10):>8.1f}")
+    rates, ratios = np.array(rows).T
+    bands = np.searchsorted(BANDS_MB_PER_MS, rates, side="right")
+    for band, label in enumerate(LABELS):
+        inside = ratios[bands == band]
+        if inside.size:
+            lines.append(f"  {label:>8}{inside.size:>8}{100 * (np.median(inside) - 1):>+14.1f}"
+                         f"{100 * np.mean(np.abs(inside - 1) <= 0.10):>8.1f}")
     return lines
 
 
