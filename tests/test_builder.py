@@ -372,13 +372,18 @@ def test_build_interrupted_then_resumed_measures_nothing_twice(tiny_workspace, r
     assert len(round_order) == rounds_before
     assert "held-out zoo models: 1" in again.format()
 
-    # Retrained from the store on another statistic: nothing measured, the same rows.
-    edit(tiny_workspace, "build.yaml", statistic="min")
+    # Retrained from the store on another statistic: nothing measured, the same rows. Under
+    # another name, the build's package and report stay beside the retrain's.
+    edit(tiny_workspace, "build.yaml", statistic="min", name="tiny-min")
     retrained = build(tiny_workspace, budget_s=600, progress=False, log=lambda _: None,
                       retrain=True)
     assert retrained.measured == 0 and retrained.rows == report.rows
     assert load_package(retrained.package).extra["statistic"] == "min"
     assert retrained.models["n"] == 1
+    assert report.package.exists() and retrained.package != report.package
+    reports = {p.name for p in (tiny_workspace / "results").glob("report-*.json")}
+    assert reports == {f"report-{report.package.name}.json",
+                       f"report-{retrained.package.name}.json"}
 
 
 def test_model_term_is_put_at_the_level_of_reference_measurements(tiny_workspace):

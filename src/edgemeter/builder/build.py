@@ -242,7 +242,8 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
         report.reused = collector.reused
         report.rows = len(rows)
         report.elapsed_s = clock.elapsed()
-    report_path = ws.subdir("results") / "build_report.json"
+    # Named after the package, so that a retrain under another name keeps the build's report.
+    report_path = ws.subdir("results") / f"report-{cfg['name']}-{cfg['version']}.json"
     report_path.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     return report
 
