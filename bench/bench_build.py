@@ -91,7 +91,7 @@ def main() -> None:
                 print(f"{budget}: no workspace to retrain in {ws_dir}")
                 continue
             ws = load_workspace(ws_dir)
-            built = ws.path / "predictor" / f"{ws.build['name']}-{ws.build['version']}"
+            built = ws.package_path()
             ws.build["name"] = f"bench-{budget}-retrain"
         else:
             if not (ws_dir / "configs").is_dir():
@@ -134,7 +134,7 @@ def main() -> None:
         print(f"{r['budget']:>6}  {build_figures}  {r['predictor']:>9}  {r['held_out']:>8}  "
               f"{r['within_10']:>5.1f}  {r['within_5']:>4.1f}  {r['rmspe']:>7.1f}  "
               f"{r['relative_within_10']:>14.1f}  {r['scale']:.3f}  "
-              f"{Path(r['held_out_set']).name}")
+              f"{Path(*Path(r['held_out_set']).parts[-2:])}")  # sets of two workdirs share names
     name = "results-retrain.json" if args.retrain else "results.json"
     (args.workdir / name).write_text(json.dumps(results, indent=2) + "\n")
 

@@ -229,8 +229,7 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
                     term, report.reference["factor"])
 
             # 4. package
-            path = ws.subdir("predictor") / f"{cfg['name']}-{cfg['version']}"
-            report.package = save_package(package, path, overwrite=True)
+            report.package = save_package(package, ws.package_path(), overwrite=True)
 
             # 5. held-out zoo models
             evaluate(ws, collector, Predictor(load_package(report.package)), families,
@@ -243,7 +242,7 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
         report.rows = len(rows)
         report.elapsed_s = clock.elapsed()
     # Named after the package, so that a retrain under another name keeps the build's report.
-    report_path = ws.subdir("results") / f"report-{cfg['name']}-{cfg['version']}.json"
+    report_path = ws.subdir("results") / f"report-{ws.package_path().name}.json"
     report_path.write_text(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     return report
 

@@ -220,6 +220,10 @@ class Workspace:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
+    def package_path(self) -> Path:
+        """Where a build writes the package its ``build.yaml`` names."""
+        return self.subdir("predictor") / f"{self.build['name']}-{self.build['version']}"
+
     def protocol(self):
         from edgemeter.backends import Protocol
 
