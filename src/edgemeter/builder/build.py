@@ -179,6 +179,11 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
                 rows += sample_kernels(ws, collector, rules, per_node, clock, bar, rows, report,
                                        log)
 
+            # Forests and folds depend on row order: train in one order (by model, each model's
+            # kernels as detected), not in the order measurements finished, which a retrain
+            # reads back from the store (a steady model stops early and is stored first).
+            records.sort(key=lambda r: r.name)
+            rows.sort(key=lambda r: str(r["source"]))
             # 3. training on everything, put at one machine speed (the anchor's median), each
             # zoo model and its kernels by the model's own slope on the anchor
             speed = train.anchor_speed([r.get("anchor_ms") for r in rows]
