@@ -6,6 +6,8 @@
     python scripts/build_predictors.py --repack             # the shipped ones in today's format
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.1   # another CPU
     python scripts/build_predictors.py --only openvino-cpu-f32-1t --version 1.1 --retrain
+    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.15 --retrain \
+        --fresh-configs --reference-models 0     # the Xeon's 1.14 without its level step
 
 Each CPU a predictor is built on gets its own version: ``find_predictor`` picks, by default, the
 newest version built on a machine like the one it runs on.
@@ -45,15 +47,17 @@ SETTINGS = {"trees": 30, "zoo_train_variants": 64, "zoo_eval_variants": 1, "iter
 
 
 def build_target(name: str, workdir: Path, budget: str, overwrite_configs: bool,
-                 version: str, retrain: bool) -> Path:
+                 version: str, retrain: bool, reference_models: int | None = None) -> Path:
     from edgemeter.builder import build, create_workspace, load_workspace
     from edgemeter.builder.workspace import parse_duration
 
     backend, threads, options = TARGETS[name]
     ws_dir = workdir / name
     if overwrite_configs or not (ws_dir / "configs").is_dir():
+        settings = dict(SETTINGS) if reference_models is None else {
+            **SETTINGS, "reference_models": reference_models}
         create_workspace(ws_dir, backend, overwrite=True, threads=threads, options=options,
-                         name=name, version=version, budget=budget, **SETTINGS)
+                         name=name, version=version, budget=budget, **settings)
     ws = load_workspace(ws_dir)
     report = build(ws, parse_duration(budget), retrain=retrain)
     print(f"\n== {name}\n{report.format()}")
@@ -95,6 +99,9 @@ def main() -> None:
                         help="train on what the workspace holds (after a builder change): no "
                              "new zoo models or kernels, only reference-level and held-out "
                              "models it lacks")
+    parser.add_argument("--reference-models", type=int, metavar="N",
+                        help="with --fresh-configs: reference-level models (0: no level "
+                             "step; default: the builder's)")
     parser.add_argument("--repack", action="store_true",
                         help="measure nothing: write the shipped packages again in the current "
                              "file format (after a format change)")
@@ -108,7 +115,7 @@ def main() -> None:
         target = (ship(SHIPPED / name / f"{args.version}.zip", name, args.version)
                   if args.repack else build_target(name, args.workdir, args.budget,
                                                    args.fresh_configs, args.version,
-                                                   args.retrain))
+                                                   args.retrain, args.reference_models))
         print(f"shipped: {target} ({target.stat().st_size / 1e6:.1f} MB)")
     (SHIPPED / "index.json").write_text(json.dumps({"default": DEFAULT}, indent=2) + "\n")
     size = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
