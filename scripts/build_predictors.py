@@ -54,7 +54,7 @@ def build_target(name: str, workdir: Path, budget: str, overwrite_configs: bool,
     backend, threads, options = TARGETS[name]
     ws_dir = workdir / name
     if overwrite_configs or not (ws_dir / "configs").is_dir():
-        settings = dict(SETTINGS) if reference_models is None else {
+        settings = SETTINGS if reference_models is None else {
             **SETTINGS, "reference_models": reference_models}
         create_workspace(ws_dir, backend, overwrite=True, threads=threads, options=options,
                          name=name, version=version, budget=budget, **settings)
