@@ -53,7 +53,11 @@ def build_target(name: str, workdir: Path, budget: str, overwrite_configs: bool,
 
     backend, threads, options = TARGETS[name]
     ws_dir = workdir / name
-    if overwrite_configs or not (ws_dir / "configs").is_dir():
+    keep_configs = (ws_dir / "configs").is_dir() and not overwrite_configs
+    if keep_configs and reference_models is not None:
+        raise SystemExit(f"{name}: --reference-models changes the workspace's configs; add "
+                         "--fresh-configs (measurements are kept)")
+    if not keep_configs:
         settings = SETTINGS if reference_models is None else {
             **SETTINGS, "reference_models": reference_models}
         create_workspace(ws_dir, backend, overwrite=True, threads=threads, options=options,
