@@ -404,10 +404,20 @@ def test_model_term_is_put_at_the_level_of_reference_measurements(tiny_workspace
     term = load_package(report.package).extra["model_term"]
     assert term["reference_factor"] == level["factor"] and term["models"] == 3
     assert f"model term × {level['factor']:.3f}" in report.format()
+    assert [m["models"] for m in level["moments"]] == [1, 1, 1]
+    assert "by moment (before the zoo models, after them, after the kernels): " in report.format()
     with Store(tiny_workspace) as store:
         level_models = [m for m in store if "models/zoo-level/" in m.model]
+        order = [m.model.split("/models/")[1].split("/")[0] for m in store]
     # New variants, none of them a training model, each with the reference protocol's rounds.
     assert len(level_models) == 3 and all(len(m.round_medians_ms) == 2 for m in level_models)
+    # Measured at three moments, a slice each: before the zoo models, after them, after the
+    # sampled kernels.
+    level_at = [i for i, folder in enumerate(order) if folder == "zoo-level"]
+    zoo_at = [i for i, folder in enumerate(order) if folder == "zoo"]
+    kernels_at = [i for i, folder in enumerate(order) if folder == "kernels"]
+    assert level_at[0] < min(zoo_at) and max(zoo_at) < level_at[1] < min(kernels_at)
+    assert max(kernels_at) < level_at[2]
     assert not {Path(m.model).stem for m in level_models} & {
         p.stem for p in (tiny_workspace / "models" / "zoo").glob("*.onnx")}
 

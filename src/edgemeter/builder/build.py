@@ -52,11 +52,22 @@ FOLDS, FOLD_TREES = 4, 30
 # its sampled kernels, nothing). Reference-level and held-out models, measured with nine rounds
 # each, share the last quarter, the reference ones the larger part: in a 30-minute build
 # (2026-12-01 10:41) the kernel phase ran past its share, 15 of 19 reference models started, and
-# the 19 held-out ones took 2.4 of their 4.5 minutes.
-ZOO_SHARE, KERNEL_SHARE, LEVEL_SHARE = 0.6, 0.75, 0.88
+# the 19 held-out ones took 2.4 of their 4.5 minutes. Two thirds of the reference models are
+# measured earlier (LEVEL_MOMENTS), so the kernel phase ends later by about their time.
+ZOO_SHARE, KERNEL_SHARE, LEVEL_SHARE = 0.6, 0.79, 0.88
+# The reference models are measured a slice at a time at this many moments: before the zoo
+# models, after them and after the sampled kernels. On a Xeon VM (2026-12-03) whole models moved
+# up to 12 % against the speed anchor within the hour, and a build whose reference models all
+# ran in its last minutes, a slow spell, set its level 13 % high where truths later read 0-2 %;
+# spread like the training measurements, the level is what the build's own time says.
+LEVEL_MOMENTS = 3
+# A slice measured before the last one may start models until this share of the budget past
+# its start (its models are few, the interleaved first pass gets a ninth of it).
+LEVEL_SLICE_SHARE = 0.065
 # The reference level needs this many of its models measured, and is applied only when its
 # median lies further than LEVEL_Z standard errors from 1 (see reference_level).
 LEVEL_MIN_MODELS, LEVEL_Z = 3, 2.0
+LEVEL_FOLDER = "models/zoo-level"
 # Distributions of the runtimes' names, for the package's fingerprint.
 RUNTIME_DISTRIBUTIONS = {"onnxruntime": "onnxruntime", "openvino": "openvino",
                          "litert": "ai-edge-litert", "torch": "torch"}
@@ -97,6 +108,10 @@ class BuildReport:
                          f"{c['factor']:.3f}"
                          + ("" if c["factor"] == c["median"] else
                             f" (within {LEVEL_Z:g} standard errors of no change)"))
+            lines.append("  by moment (before the zoo models, after them, after the kernels): "
+                         + ", ".join("none" if m["median"] is None else
+                                     f"{100 * (m['median'] - 1):+.1f}% ({m['models']})"
+                                     for m in c["moments"]))
         elif self.reference:
             lines.append(f"reference level: none ({self.reference['skipped']})")
         if self.models:
@@ -161,11 +176,13 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
             records: list[collect.ModelRecord] = []
             zoo_dir = ws.subdir("models/zoo")
 
+            reference = reference_slices(ws, families)
             if retrain:
                 records, rows = stored_data(ws, collector, rules, per_node)
                 log(f"retraining on {len(records)} zoo models and {len(rows)} kernel rows "
                     "from the workspace store")
             else:
+                measure_reference_slice(ws, collector, reference[0], clock, bar)
                 # 1. zoo models: whole medians (model term) and, with per-node times, kernel rows
                 variants = collect.zoo_variants(families, cfg["zoo_train_variants"],
                                                 cfg["zoo_seed"])
@@ -174,6 +191,7 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
                     record, zoo_rows = zoo_data(ws, path, m, rules, per_node)
                     records.append(record)
                     rows += zoo_rows
+                measure_reference_slice(ws, collector, reference[1], clock, bar)
 
                 # 2. sampled kernels, adaptive iterations
                 rows += sample_kernels(ws, collector, rules, per_node, clock, bar, rows, report,
@@ -227,7 +245,7 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
                 [sum(s.values()) for s in sums], [len(r.kernels) for r in records],
                 [r.latency_ms for r in records], sums)
             package.extra["model_term"] = term
-            report.reference = reference_level(ws, collector, Predictor(package), families,
+            report.reference = reference_level(ws, collector, Predictor(package), reference,
                                                clock, bar)
             if "factor" in report.reference:
                 package.extra["model_term"] = train.scaled_model_term(
@@ -252,14 +270,32 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
     return report
 
 
+def reference_slices(ws: Workspace, families: list[str]) -> list[list[Any]]:
+    """The ``reference_models`` zoo variants (seed + 2) in :data:`LEVEL_MOMENTS` slices, every
+    family's first variant before any second one, taken in turn."""
+    count = ws.build["reference_models"]
+    per_family = -(-count // len(families)) if count else 0
+    variants = collect.zoo_variants(families, per_family, ws.build["zoo_seed"] + 2)[:count]
+    return [variants[k::LEVEL_MOMENTS] for k in range(LEVEL_MOMENTS)]
+
+
+def measure_reference_slice(ws: Workspace, collector: collect.Collector, variants: list,
+                            clock: _Clock, bar: Callable[..., Any]) -> None:
+    """Measure a slice of the reference models now (:data:`LEVEL_MOMENTS`); they are judged
+    with the others once the package exists."""
+    _measure_variants(collector, variants, ws.subdir(LEVEL_FOLDER), False, clock,
+                      clock.used() + LEVEL_SLICE_SHARE, bar, "reference models",
+                      _reference_protocol(ws))
+
+
 def reference_level(ws: Workspace, collector: collect.Collector, predictor: Predictor,
-                    families: list[str], clock: _Clock, bar: Callable[..., Any]
+                    slices: list[list[Any]], clock: _Clock, bar: Callable[..., Any]
                     ) -> dict[str, Any]:
-    """How much slower (a factor) ``reference_models`` zoo variants the build never trained on
-    (seed + 2), measured as truths are, run than ``predictor`` (the package with its fitted
-    model term) predicts them, in median at the build's machine speed: the model term is scaled
-    by it, so that predictions aim at truths of new models. Like held-out models, a retrain
-    measures those the store lacks.
+    """How much slower (a factor) the reference models, zoo variants the build never trained
+    on, measured as truths are, run than ``predictor`` (the package with its fitted model term)
+    predicts them, in median at the build's machine speed: the model term is scaled by it, so
+    that predictions aim at truths of new models. The slices measured earlier are taken from
+    the store; like held-out models, a retrain measures those the store lacks.
 
     Measured on a Zen 4 VM (2026-12-01): the step used to re-measure training models, whose
     ratio to the build's own measurements read 0.987-1.039 over four builds, and two builds so
@@ -274,21 +310,23 @@ def reference_level(ws: Workspace, collector: collect.Collector, predictor: Pred
     read 0.991, 1.006 and 1.007 (standard errors 0.5-0.8 %), and 1.049 from 12 models (2.7 %,
     quartiles -2.0 and +8.0 %), which put that build's predictions 1-7 % above ten stored
     truths; with 19 models, seven of them measured an hour later, it read 1.035 (1.2 %)."""
-    count = ws.build["reference_models"]
-    if not count:
+    if not any(slices):
         return {}
-    per_family = -(-count // len(families))
-    variants = collect.zoo_variants(families, per_family, ws.build["zoo_seed"] + 2)[:count]
     # Without held-out models after it, the step may use the rest of the budget.
     share = LEVEL_SHARE if ws.build["zoo_eval_variants"] else 1.0
-    ratios = [j.at_build_speed_ms / j.predicted_ms
-              for j in _judged(ws, collector, predictor, variants, "models/zoo-level", clock,
-                               share, bar, "reference models")]
+    moments = [[j.at_build_speed_ms / j.predicted_ms
+                for j in _judged(ws, collector, predictor, variants, LEVEL_FOLDER, clock, share,
+                                 bar, "reference models")]
+               for variants in slices]
+    ratios = [r for moment in moments for r in moment]
+    count = sum(map(len, slices))
     if len(ratios) < LEVEL_MIN_MODELS:
-        return {"skipped": f"{len(ratios)} of {len(variants)} models measured by the reference "
+        return {"skipped": f"{len(ratios)} of {count} models measured by the reference "
                            f"protocol (at least {LEVEL_MIN_MODELS} needed)"}
     protocol = _reference_protocol(ws)
-    return {**level_factor(ratios), "protocol": {k: getattr(protocol, k) for k in REFERENCE}}
+    return {**level_factor(ratios), "protocol": {k: getattr(protocol, k) for k in REFERENCE},
+            "moments": [{"models": len(m), "median": float(np.median(m)) if m else None}
+                        for m in moments]}
 
 
 def level_factor(ratios: Sequence[float]) -> dict[str, Any]:
