@@ -405,6 +405,7 @@ def test_model_term_is_put_at_the_level_of_reference_measurements(tiny_workspace
     assert term["reference_factor"] == level["factor"] and term["models"] == 3
     assert f"model term × {level['factor']:.3f}" in report.format()
     assert [m["models"] for m in level["moments"]] == [1, 1, 1]
+    assert report.reused == 0  # the early slices are judged as measured, not read back
     assert "by moment (before the zoo models, after them, after the kernels): " in report.format()
     with Store(tiny_workspace) as store:
         level_models = [m for m in store if "models/zoo-level/" in m.model]

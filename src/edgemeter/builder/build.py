@@ -177,12 +177,15 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
             zoo_dir = ws.subdir("models/zoo")
 
             reference = reference_slices(ws, families)
+            early: list[list[tuple[Path, Any]]] = []   # reference slices measured so far
             if retrain:
                 records, rows = stored_data(ws, collector, rules, per_node)
                 log(f"retraining on {len(records)} zoo models and {len(rows)} kernel rows "
                     "from the workspace store")
             else:
-                measure_reference_slice(ws, collector, reference[0], clock, bar)
+                # 0. the first slice of reference models (LEVEL_MOMENTS)
+                early.append(_measure_as_truths(ws, collector, reference[0], LEVEL_FOLDER, clock,
+                                                clock.used() + LEVEL_SLICE_SHARE, bar))
                 # 1. zoo models: whole medians (model term) and, with per-node times, kernel rows
                 variants = collect.zoo_variants(families, cfg["zoo_train_variants"],
                                                 cfg["zoo_seed"])
@@ -191,7 +194,8 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
                     record, zoo_rows = zoo_data(ws, path, m, rules, per_node)
                     records.append(record)
                     rows += zoo_rows
-                measure_reference_slice(ws, collector, reference[1], clock, bar)
+                early.append(_measure_as_truths(ws, collector, reference[1], LEVEL_FOLDER, clock,
+                                                clock.used() + LEVEL_SLICE_SHARE, bar))
 
                 # 2. sampled kernels, adaptive iterations
                 rows += sample_kernels(ws, collector, rules, per_node, clock, bar, rows, report,
@@ -246,7 +250,7 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
                 [r.latency_ms for r in records], sums)
             package.extra["model_term"] = term
             report.reference = reference_level(ws, collector, Predictor(package), reference,
-                                               clock, bar)
+                                               early, clock, bar)
             if "factor" in report.reference:
                 package.extra["model_term"] = train.scaled_model_term(
                     term, report.reference["factor"])
@@ -279,23 +283,14 @@ def reference_slices(ws: Workspace, families: list[str]) -> list[list[Any]]:
     return [variants[k::LEVEL_MOMENTS] for k in range(LEVEL_MOMENTS)]
 
 
-def measure_reference_slice(ws: Workspace, collector: collect.Collector, variants: list,
-                            clock: _Clock, bar: Callable[..., Any]) -> None:
-    """Measure a slice of the reference models now (:data:`LEVEL_MOMENTS`); they are judged
-    with the others once the package exists."""
-    _measure_variants(collector, variants, ws.subdir(LEVEL_FOLDER), False, clock,
-                      clock.used() + LEVEL_SLICE_SHARE, bar, "reference models",
-                      _reference_protocol(ws))
-
-
 def reference_level(ws: Workspace, collector: collect.Collector, predictor: Predictor,
-                    slices: list[list[Any]], clock: _Clock, bar: Callable[..., Any]
-                    ) -> dict[str, Any]:
+                    slices: list[list[Any]], early: list[list[tuple[Path, Any]]], clock: _Clock,
+                    bar: Callable[..., Any]) -> dict[str, Any]:
     """How much slower (a factor) the reference models, zoo variants the build never trained
     on, measured as truths are, run than ``predictor`` (the package with its fitted model term)
     predicts them, in median at the build's machine speed: the model term is scaled by it, so
-    that predictions aim at truths of new models. The slices measured earlier are taken from
-    the store; like held-out models, a retrain measures those the store lacks.
+    that predictions aim at truths of new models. ``early`` holds the slices measured before
+    (a retrain has none: like held-out models, it measures those the store lacks).
 
     Measured on a Zen 4 VM (2026-12-01): the step used to re-measure training models, whose
     ratio to the build's own measurements read 0.987-1.039 over four builds, and two builds so
@@ -314,10 +309,10 @@ def reference_level(ws: Workspace, collector: collect.Collector, predictor: Pred
         return {}
     # Without held-out models after it, the step may use the rest of the budget.
     share = LEVEL_SHARE if ws.build["zoo_eval_variants"] else 1.0
-    moments = [[j.at_build_speed_ms / j.predicted_ms
-                for j in _judged(ws, collector, predictor, variants, LEVEL_FOLDER, clock, share,
-                                 bar, "reference models")]
-               for variants in slices]
+    measured = early + [_measure_as_truths(ws, collector, variants, LEVEL_FOLDER, clock, share,
+                                           bar) for variants in slices[len(early):]]
+    moments = [[j.at_build_speed_ms / j.predicted_ms for j in _judge(ws, predictor, pairs)]
+               for pairs in measured]
     ratios = [r for moment in moments for r in moment]
     count = sum(map(len, slices))
     if len(ratios) < LEVEL_MIN_MODELS:
@@ -350,15 +345,22 @@ class _Judged:
     predicted_ms: float
 
 
-def _judged(ws: Workspace, collector: collect.Collector, predictor: Predictor,
-            variants: Sequence[tuple[str, str, dict[str, Any]]], folder: str, clock: _Clock,
-            share: float, bar: Callable[..., Any], desc: str) -> list[_Judged]:
+def _measure_as_truths(ws: Workspace, collector: collect.Collector, variants: list, folder: str,
+                       clock: _Clock, share: float, bar: Callable[..., Any],
+                       desc: str = "reference models") -> list[tuple[Path, Any]]:
     """Zoo variants measured as truths are (the reference protocol) while the budget's
-    ``share`` lasts, each beside its prediction exactly as ``edgemeter predict`` gives it."""
+    ``share`` lasts."""
+    return _measure_variants(collector, variants, ws.subdir(folder), False, clock, share, bar,
+                             desc, _reference_protocol(ws))
+
+
+def _judge(ws: Workspace, predictor: Predictor, measured: list[tuple[Path, Any]]
+           ) -> list[_Judged]:
+    """Models measured as truths are (:func:`_measure_as_truths`), each beside its prediction
+    exactly as ``edgemeter predict`` gives it."""
     judged = []
-    for path, m in _measure_variants(collector, variants, ws.subdir(folder), False, clock,
-                                     share, bar, desc, _reference_protocol(ws)):
-        statistic = ws.build["statistic"]
+    statistic = ws.build["statistic"]
+    for path, m in measured:
         latency = m.latency_ms(statistic)
         graph = load_graph(path)
         rounds = paired_rounds(statistic, m.round_medians_ms, m.anchor_round_medians_ms)
@@ -649,11 +651,11 @@ def evaluate(ws: Workspace, collector: collect.Collector, predictor: Predictor,
              families: list[str], clock: _Clock, bar: Callable[..., Any],
              report: BuildReport) -> None:
     """Whole-model accuracy on held-out zoo variants (another seed than the training ones),
-    measured as truths are and predicted by the saved package (:func:`_judged`)."""
+    measured as truths are and predicted by the saved package (:func:`_judge`)."""
     cfg = ws.build
     variants = collect.zoo_variants(families, cfg["zoo_eval_variants"], cfg["zoo_seed"] + 1)
-    judged = _judged(ws, collector, predictor, variants, "models/zoo-eval", clock, 1.0, bar,
-                     "held-out models")
+    judged = _judge(ws, predictor, _measure_as_truths(ws, collector, variants, "models/zoo-eval",
+                                                      clock, 1.0, bar, "held-out models"))
     report.model_errors += [{"model": j.path.stem, "measured_ms": j.measured_ms,
                              "at_build_speed_ms": j.at_build_speed_ms,
                              "predicted_ms": j.predicted_ms,
