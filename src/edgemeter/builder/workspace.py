@@ -195,9 +195,10 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                                       _int(0)),
         "zoo_eval_variants": Setting(1, "held-out random variants per family for the final "
                                      "whole-model accuracy", _int(0)),
-        "reference_models": Setting(19, "new zoo variants (seed + 2) measured as truths are; "
-                                    "the model term is scaled to meet them in median (0: "
-                                    "none)", _int(0)),
+        "reference_models": Setting(19, "new zoo variants (seed + 2) measured as truths are, "
+                                    "a third before the zoo models, a third after them, the "
+                                    "rest after the kernels; the model term is scaled to meet "
+                                    "them in median (0: none)", _int(0)),
         "reference_rounds": Setting(REFERENCE["rounds"], "fresh processes per model when "
                                     "measured as truths are (reference-level and held-out "
                                     "models)", _int(1)),
