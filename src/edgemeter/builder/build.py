@@ -55,18 +55,19 @@ FOLDS, FOLD_TREES = 4, 30
 # the 19 held-out ones took 2.4 of their 4.5 minutes. Two thirds of the reference models are
 # measured earlier (LEVEL_MOMENTS), so the kernel phase ends later by about their time.
 ZOO_SHARE, KERNEL_SHARE, LEVEL_SHARE = 0.6, 0.79, 0.88
-# The reference models are measured a slice at a time at this many moments: before the zoo
-# models, after them and after the sampled kernels. On a Xeon VM (2026-12-03) whole models moved
-# up to 12 % against the speed anchor within the hour, and a build whose reference models all
-# ran in its last minutes, a slow spell, set its level 13 % high where truths later read 0-2 %;
-# spread like the training measurements, the level is what the build's own time says.
-LEVEL_MOMENTS = 3
+# The reference models are measured a slice at a time at these moments. On a Xeon VM
+# (2026-12-03) whole models moved up to 12 % against the speed anchor within the hour, and a
+# build whose reference models all ran in its last minutes, a slow spell, set its level 13 %
+# high where truths later read 0-2 %; spread like the training measurements, the level is what
+# the build's own time says.
+LEVEL_MOMENTS = ("before the zoo models", "after them", "after the kernels")
 # A slice measured before the last one may start models until this share of the budget past
 # its start (its models are few, the interleaved first pass gets a ninth of it).
 LEVEL_SLICE_SHARE = 0.065
 # The reference level needs this many of its models measured, and is applied only when its
 # median lies further than LEVEL_Z standard errors from 1 (see reference_level).
 LEVEL_MIN_MODELS, LEVEL_Z = 3, 2.0
+# Where a workspace keeps the reference models' files.
 LEVEL_FOLDER = "models/zoo-level"
 # Distributions of the runtimes' names, for the package's fingerprint.
 RUNTIME_DISTRIBUTIONS = {"onnxruntime": "onnxruntime", "openvino": "openvino",
@@ -108,7 +109,7 @@ class BuildReport:
                          f"{c['factor']:.3f}"
                          + ("" if c["factor"] == c["median"] else
                             f" (within {LEVEL_Z:g} standard errors of no change)"))
-            lines.append("  by moment (before the zoo models, after them, after the kernels): "
+            lines.append(f"  by moment ({', '.join(LEVEL_MOMENTS)}): "
                          + ", ".join("none" if m["median"] is None else
                                      f"{100 * (m['median'] - 1):+.1f}% ({m['models']})"
                                      for m in c["moments"]))
@@ -178,14 +179,18 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
 
             reference = reference_slices(ws, families)
             early: list[list[tuple[Path, Any]]] = []   # reference slices measured so far
+
+            def next_reference_slice() -> None:
+                early.append(_measure_as_truths(ws, collector, reference[len(early)],
+                                                LEVEL_FOLDER, clock,
+                                                clock.used() + LEVEL_SLICE_SHARE, bar))
+
             if retrain:
                 records, rows = stored_data(ws, collector, rules, per_node)
                 log(f"retraining on {len(records)} zoo models and {len(rows)} kernel rows "
                     "from the workspace store")
             else:
-                # 0. the first slice of reference models (LEVEL_MOMENTS)
-                early.append(_measure_as_truths(ws, collector, reference[0], LEVEL_FOLDER, clock,
-                                                clock.used() + LEVEL_SLICE_SHARE, bar))
+                next_reference_slice()  # 0. the first slice of reference models
                 # 1. zoo models: whole medians (model term) and, with per-node times, kernel rows
                 variants = collect.zoo_variants(families, cfg["zoo_train_variants"],
                                                 cfg["zoo_seed"])
@@ -194,8 +199,7 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
                     record, zoo_rows = zoo_data(ws, path, m, rules, per_node)
                     records.append(record)
                     rows += zoo_rows
-                early.append(_measure_as_truths(ws, collector, reference[1], LEVEL_FOLDER, clock,
-                                                clock.used() + LEVEL_SLICE_SHARE, bar))
+                next_reference_slice()
 
                 # 2. sampled kernels, adaptive iterations
                 rows += sample_kernels(ws, collector, rules, per_node, clock, bar, rows, report,
@@ -275,12 +279,12 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
 
 
 def reference_slices(ws: Workspace, families: list[str]) -> list[list[Any]]:
-    """The ``reference_models`` zoo variants (seed + 2) in :data:`LEVEL_MOMENTS` slices, every
-    family's first variant before any second one, taken in turn."""
+    """The ``reference_models`` zoo variants (seed + 2), a slice per moment of
+    :data:`LEVEL_MOMENTS`, every family's first variant before any second one, taken in turn."""
     count = ws.build["reference_models"]
     per_family = -(-count // len(families)) if count else 0
     variants = collect.zoo_variants(families, per_family, ws.build["zoo_seed"] + 2)[:count]
-    return [variants[k::LEVEL_MOMENTS] for k in range(LEVEL_MOMENTS)]
+    return [variants[k::len(LEVEL_MOMENTS)] for k in range(len(LEVEL_MOMENTS))]
 
 
 def reference_level(ws: Workspace, collector: collect.Collector, predictor: Predictor,
