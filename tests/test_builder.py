@@ -108,6 +108,31 @@ def test_shipped_priors_come_from_the_zoo():
     assert all(emit_error(r) is None for rows in priors.values() for r in rows)
 
 
+def test_training_variants_spread_over_each_familys_sizes():
+    from edgemeter.builder.collect import spread_zoo_variants, zoo_variants
+
+    families = ["resnet", "vit"]
+    drawn = zoo_variants(families, 6, 7)
+    along = [0, 0.1, 5, 0.2, 3, 9]   # log sizes by draw index, on one line
+    where = {json.dumps(v): along[int(name.rsplit("-", 1)[1])] for name, _, v in drawn}
+    sized = []
+
+    def size(family, variant):
+        sized.append(family)
+        return (math.exp(where[json.dumps(variant)]),) * 2
+
+    spread = spread_zoo_variants(families, 6, 7, size)
+    first_round = [next(spread) for _ in families]
+    assert first_round == drawn[:2] and sized == []  # lazy: the first draw needs no size
+    order = first_round + list(spread)
+    assert sorted(map(str, order)) == sorted(map(str, drawn))
+    assert [family for _, family, _ in order] == families * 6
+    # each pick is the farthest from those picked, among the first 2k draws
+    assert [int(name.rsplit("-", 1)[1]) for name, family, _ in order if family == "vit"] == [
+        0, 2, 5, 4, 3, 1]
+    assert sized.count("vit") == 6
+
+
 def test_kernels_no_model_can_have_are_not_prior_rows():
     from edgemeter.kernels import Kernel
 

@@ -76,3 +76,15 @@ def test_bad_names_raise_config_error():
         zoo.build("nope")
     with pytest.raises(ConfigError, match="unknown variant keys"):
         zoo.build("resnet", {"widht": 2})
+
+
+@pytest.mark.parametrize("family", ["resnet", "vit"])
+def test_size_counts_weights_and_layer_macs(family, zoo_onnx):
+    from edgemeter.importers import load_graph
+
+    weights, macs = zoo.size(family, zoo.get_family(family).tiny)
+    cost = load_graph(zoo_onnx(family)).total_cost()
+    # BatchNorm folding drops its parameters from the ONNX file; convolutions and fully
+    # connected layers are most of a model's FLOPs, attention's products the rest of a ViT's
+    assert cost.params <= weights <= 1.1 * cost.params
+    assert 0.7 * cost.flops <= 2 * macs <= cost.flops

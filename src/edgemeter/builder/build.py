@@ -192,10 +192,11 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
             else:
                 next_reference_slice()  # 0. the first slice of reference models
                 # 1. zoo models: whole medians (model term) and, with per-node times, kernel rows
-                variants = collect.zoo_variants(families, cfg["zoo_train_variants"],
-                                                cfg["zoo_seed"])
-                for path, m in _measure_variants(collector, variants, zoo_dir, per_node, clock,
-                                                 ZOO_SHARE, bar, "zoo models"):
+                count = cfg["zoo_train_variants"]
+                variants = collect.spread_zoo_variants(families, count, cfg["zoo_seed"])
+                for path, m in _measure_variants(collector, variants, count * len(families),
+                                                 zoo_dir, per_node, clock, ZOO_SHARE, bar,
+                                                 "zoo models"):
                     record, zoo_rows = zoo_data(ws, path, m, rules, per_node)
                     records.append(record)
                     rows += zoo_rows
@@ -354,8 +355,8 @@ def _measure_as_truths(ws: Workspace, collector: collect.Collector, variants: li
                        desc: str = "reference models") -> list[tuple[Path, Any]]:
     """Zoo variants measured as truths are (the reference protocol) while the budget's
     ``share`` lasts."""
-    return _measure_variants(collector, variants, ws.subdir(folder), False, clock, share, bar,
-                             desc, _reference_protocol(ws))
+    return _measure_variants(collector, variants, len(variants), ws.subdir(folder), False,
+                             clock, share, bar, desc, _reference_protocol(ws))
 
 
 def _judge(ws: Workspace, predictor: Predictor, measured: list[tuple[Path, Any]]
@@ -621,14 +622,15 @@ def make_package(ws: Workspace, rules_path: Path, regressors: dict[str, Any],
                   if speed else {})})
 
 
-def _measure_variants(collector: collect.Collector, variants: list, folder: Path, profile: bool,
-                      clock: _Clock, share: float, bar: Callable[..., Any], desc: str,
-                      protocol: Protocol | None = None) -> list[tuple[Path, Any]]:
-    """Export and measure zoo variants while the budget's ``share`` lasts; ``(path,
-    measurement)`` of those that ran."""
+def _measure_variants(collector: collect.Collector, variants: Iterable, count: int,
+                      folder: Path, profile: bool, clock: _Clock, share: float,
+                      bar: Callable[..., Any], desc: str, protocol: Protocol | None = None
+                      ) -> list[tuple[Path, Any]]:
+    """Export and measure ``count`` zoo variants (read lazily) while the budget's ``share``
+    lasts; ``(path, measurement)`` of those that ran."""
     paths = (collect.export_variant(folder, name, family, variant)
              for name, family, variant in variants)
-    return [(path, m) for path, m in _measure_phase(collector, paths, len(variants), profile,
+    return [(path, m) for path, m in _measure_phase(collector, paths, count, profile,
                                                       clock, share, bar, desc, protocol)
             if m.ok]
 

@@ -190,9 +190,10 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                               "times)", _int(1)),
         "zoo_families": Setting("all", "zoo families whose random variants give in-context "
                                 "kernel times and the model term: 'all' or a list", _families),
-        "zoo_train_variants": Setting(64, "random variants per family measured for training; the "
-                                      "budget's zoo share usually ends the list earlier",
-                                      _int(0)),
+        "zoo_train_variants": Setting(64, "random variants per family measured for training, "
+                                      "taken so that each family's first ones spread over its "
+                                      "sizes; the budget's zoo share usually ends the list "
+                                      "earlier", _int(0)),
         "zoo_eval_variants": Setting(1, "held-out random variants per family for the final "
                                      "whole-model accuracy", _int(0)),
         "reference_models": Setting(19, "new zoo variants (seed + 2) measured as truths are, "

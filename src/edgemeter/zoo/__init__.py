@@ -20,7 +20,7 @@ from edgemeter.errors import ConfigError, import_extra
 from edgemeter.zoo.families import FAMILIES, Family, Space, Variant
 
 __all__ = ["FAMILIES", "Family", "Space", "Variant", "build", "export_onnx", "get_family",
-           "sample_variant"]
+           "sample_variant", "size"]
 
 
 def get_family(name: str) -> Family:
@@ -49,6 +49,26 @@ def build(family: str, variant: Variant | None = None) -> tuple[Any, tuple[int, 
     torch.manual_seed(0)  # deterministic weights: the same variant gives the same ONNX file
     module = fam.build(**full).eval()
     return module, (1, 3, full["resolution"], full["resolution"])
+
+
+def size(family: str, variant: Variant | None = None) -> tuple[int, int]:
+    """``(weights, multiply-accumulates)`` of a variant: all its parameters, and the MACs of its
+    convolutions and fully connected layers in one forward pass at its resolution (attention's
+    own products are left out: a measure of where a variant sits in its family, not a cost)."""
+    torch = import_extra("torch", "torch", "torch")
+    module, shape = build(family, variant)
+    macs = 0
+
+    def count(layer: Any, inputs: Any, output: Any) -> None:
+        nonlocal macs
+        macs += output.numel() * layer.weight[0].numel()
+
+    for layer in module.modules():
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            layer.register_forward_hook(count)
+    with torch.no_grad():
+        module(torch.zeros(shape))
+    return sum(p.numel() for p in module.parameters()), macs
 
 
 def export_onnx(module: Any, input_shape: tuple[int, ...], path: str | Path,
