@@ -220,6 +220,13 @@ def zoo_variants(families: Sequence[str], per_family: int, seed: int
     one generator per family and seed (so adding a family changes no other's variants). Round
     by round: the first variant of every family, then the second, ... so a budget that ends
     the list early still leaves every family represented."""
+    drawn = _family_draws(families, per_family, seed)
+    return [drawn[family][i] for i in range(per_family) for family in families]
+
+
+def _family_draws(families: Sequence[str], per_family: int, seed: int
+                  ) -> dict[str, list[tuple[str, str, dict[str, Any]]]]:
+    """Each family's ``(name, family, variant)`` draws, in the order its generator gives them."""
     import numpy as np
 
     from edgemeter import zoo
@@ -227,9 +234,9 @@ def zoo_variants(families: Sequence[str], per_family: int, seed: int
     drawn = {}
     for index, family in enumerate(families):
         rng = np.random.default_rng([seed, index])
-        drawn[family] = [zoo.sample_variant(family, rng) for _ in range(per_family)]
-    return [(f"{family}-s{seed}-{i}", family, drawn[family][i])
-            for i in range(per_family) for family in families]
+        drawn[family] = [(f"{family}-s{seed}-{i}", family, zoo.sample_variant(family, rng))
+                         for i in range(per_family)]
+    return drawn
 
 
 SPREAD_POOL = 2  # a family's k-th training variant is chosen among its first 2k draws
@@ -252,9 +259,7 @@ def spread_zoo_variants(families: Sequence[str], per_family: int, seed: int,
     from edgemeter import zoo
 
     size = size or zoo.size
-    drawn: dict[str, list[tuple[str, str, dict[str, Any]]]] = {f: [] for f in families}
-    for entry in zoo_variants(families, per_family, seed):
-        drawn[entry[1]].append(entry)
+    drawn = _family_draws(families, per_family, seed)
     points: dict[str, list[Any]] = {family: [] for family in families}
     picked: dict[str, list[int]] = {family: [] for family in families}
 
