@@ -6,8 +6,10 @@
     python scripts/build_predictors.py --repack             # the shipped ones in today's format
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.1   # another CPU
     python scripts/build_predictors.py --only openvino-cpu-f32-1t --version 1.1 --retrain
+    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.16 \
+        --budget 50m                             # the Xeon default, shipped 2026-12-04
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.15 --retrain \
-        --fresh-configs --reference-models 0     # the Xeon's 1.14 without its level step
+        --fresh-configs --reference-models 0     # a workspace's trees without the level step
 
 Each CPU a predictor is built on gets its own version: ``find_predictor`` picks, by default, the
 newest version built on a machine like the one it runs on.
