@@ -6,8 +6,9 @@
     python scripts/build_predictors.py --repack             # the shipped ones in today's format
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.1   # another CPU
     python scripts/build_predictors.py --only openvino-cpu-f32-1t --version 1.1 --retrain
-    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.16 \
-        --budget 50m                             # the Xeon default, shipped 2026-12-04
+    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.17 --retrain \
+        --fresh-configs --workdir D   # the Xeon default: D/onnxruntime-cpu-1t is a copy of
+                                      # bench/bench_build.py's 30-minute workspace (ws-30m)
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.15 --retrain \
         --fresh-configs --reference-models 0     # a workspace's trees without the level step
 
