@@ -214,7 +214,10 @@ def test_load_refuses_object_arrays_and_pickles(data, tmp_path):
 
 @pytest.mark.parametrize("damage, message", [
     (lambda a: a.pop("threshold"), "missing arrays: threshold"),
-    (lambda a: a.__setitem__("right", np.zeros_like(a["right"])), "points backwards"),
+    (lambda a: a.__setitem__("right_offset", np.zeros_like(a["right_offset"])),
+     "points backwards"),
+    (lambda a: a.__setitem__("right_offset", a["right_offset"][1:]),
+     "split and leaf arrays do not match"),
     (lambda a: a.__setitem__("value", a["value"][1:]), "split and leaf arrays do not match"),
     (lambda a: a.__setitem__("feature", np.where(a["feature"] >= 0, 9, -1)), "outside 0..5"),
     (lambda a: a.__setitem__("value", a["value"].astype(np.int32)), "not a float array"),
@@ -253,14 +256,36 @@ def test_files_of_the_first_format_still_load(data):
         load_regressor(_npz(arrays))
 
 
+def test_files_of_the_second_format_still_load(data):
+    # Format 2 stored each right child as a node index.
+    X, y = data
+    regressor = ForestRegressor(3).fit(X, y, feature_names=FEATURES)
+    forest, arrays = regressor.forest_, _arrays(regressor)
+    split = forest.left >= 0
+    current = load_regressor(_npz(arrays))
+    del arrays["right_offset"]
+    arrays["meta"] = np.array(json.dumps(dict(json.loads(str(arrays["meta"])),
+                                              format="edgemeter-regressor/2")))
+    with pytest.raises(ModelError, match="missing arrays: right"):
+        load_regressor(_npz(arrays))
+    arrays["right"] = forest.right[split].astype(np.int32)
+    loaded = load_regressor(_npz(arrays))
+    np.testing.assert_array_equal(loaded.forest_.right, forest.right)
+    np.testing.assert_array_equal(loaded.predict(X), current.predict(X))
+
+
 def test_stored_trees_take_a_split_or_a_leaf_entry_per_node(data):
     X, y = data
     regressor = ForestRegressor(3).fit(X, y, feature_names=FEATURES)
     arrays, n_nodes = _arrays(regressor), regressor.forest_.n_nodes
     n_splits = int(np.count_nonzero(arrays["feature"] >= 0))
-    assert arrays["feature"].dtype == np.int16 and arrays["feature"].size == n_nodes
-    assert arrays["right"].size == arrays["threshold"].size == n_splits
-    assert arrays["value"].size == n_nodes - n_splits and "left" not in arrays
+    assert arrays["feature"].dtype == np.int8 and arrays["feature"].size == n_nodes
+    assert arrays["right_offset"].size == arrays["threshold"].size == n_splits
+    assert arrays["right_offset"].dtype == np.uint16
+    assert arrays["value"].size == n_nodes - n_splits and not {"left", "right"} & set(arrays)
+    # The offsets lead back to the fitted trees' right children.
+    loaded = load_regressor(_npz(arrays))
+    np.testing.assert_array_equal(loaded.forest_.right, regressor.forest_.right)
 
 
 def test_metrics_on_hand_computed_example():
@@ -322,3 +347,11 @@ def test_train_kernel_regressor_splits_and_scores():
     with pytest.raises(ConfigError, match="no feature 'latency_ms'"):
         train_kernel_regressor([{k: v for k, v in r.items() if k != "latency_ms"} for r in rows],
                                FEATURES)
+
+
+def test_integers_are_stored_in_the_narrowest_type_that_holds_them():
+    from edgemeter.predictor.regressors import _narrowest
+    assert _narrowest(np.array([-1, 127]), (np.int8, np.int16)).dtype == np.int8
+    assert _narrowest(np.array([-1, 128]), (np.int8, np.int16)).dtype == np.int16
+    wide = _narrowest(np.array([2, 70_000]), (np.uint16, np.uint32))
+    assert wide.dtype == np.uint32 and wide.tolist() == [2, 70_000]

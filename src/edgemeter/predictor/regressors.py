@@ -28,9 +28,14 @@ from numpy.typing import ArrayLike
 
 from edgemeter.errors import ConfigError, ModelError, import_extra
 
-FORMAT = "edgemeter-regressor/2"
-# Files that stored every array for every node (twice the bytes): still read.
+FORMAT = "edgemeter-regressor/3"
+# Earlier files, still read: format 1 stored every array for every node (twice the bytes),
+# format 2 each right child as a node index (a third more bytes zipped than an offset).
 _FORMAT_1 = "edgemeter-regressor/1"
+_FORMAT_2 = "edgemeter-regressor/2"
+# The arrays that give a split's children, by format (a split's left child is the next node
+# from format 2 on).
+_CHILD_ARRAYS = {FORMAT: ("right_offset",), _FORMAT_2: ("right",), _FORMAT_1: ("left", "right")}
 # Pairs (row, tree) walked at once: working arrays stay around 10 MB, whatever the batch size.
 _PAIRS_PER_CHUNK = 1 << 18
 # A real forest takes a few MB; refuse to inflate anything beyond this.
@@ -356,11 +361,13 @@ class TreeRegressor:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The fitted ensemble as plain arrays. Trees are stored depth first, so a split's left
         child is the node after it: only right children are kept, thresholds for splits and
-        values for leaves only (``feature`` -1 marks a leaf). Half the bytes of five arrays
-        over every node."""
+        values for leaves only (``feature`` -1 marks a leaf). A right child is kept as its
+        distance from its parent, which is small and repeats, so it zips to a third of a node
+        index; integers take the narrowest type that holds them."""
         forest = self.forest_
         split = forest.left >= 0
-        if np.any(forest.left[split] != np.flatnonzero(split) + 1):
+        nodes = np.flatnonzero(split)
+        if np.any(forest.left[split] != nodes + 1):
             raise ValueError("trees not stored depth first: a left child does not follow its "
                              "parent")
         meta = {"format": FORMAT, "algo": self.algo, "params": self.get_params(),
@@ -369,9 +376,8 @@ class TreeRegressor:
         return {
             "meta": np.array(json.dumps(meta)),
             "feature_names": np.array(self.feature_names_, dtype=str),
-            "feature": forest.feature.astype(np.int16 if self.n_features_in_ < 1 << 15
-                                             else np.int32),
-            "right": forest.right[split].astype(np.int32),
+            "feature": _narrowest(forest.feature, (np.int8, np.int16, np.int32)),
+            "right_offset": _narrowest(forest.right[split] - nodes, (np.uint16, np.uint32)),
             "threshold": float32_floor(forest.threshold[split]),
             "value": self._stored_leaves(~split),
             "roots": forest.roots.astype(np.int32),
@@ -404,18 +410,19 @@ class TreeRegressor:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> TreeRegressor:
         """Rebuild a fitted regressor from :meth:`to_arrays` output; ValueError if malformed."""
-        missing = {"meta", "feature_names", "feature", "threshold", "right", "value",
-                   "roots"} - set(arrays)
+        if "meta" not in arrays:
+            raise ValueError("missing arrays: meta")
+        if arrays["meta"].dtype.kind != "U":
+            raise ValueError("'meta' is not a text array")
+        meta = json.loads(str(arrays["meta"][()]))
+        if not isinstance(meta, dict) or meta.get("format") not in _CHILD_ARRAYS:
+            raise ValueError(f"not an {FORMAT} file")
+        missing = {"feature_names", "feature", "threshold", "value", "roots",
+                   *_CHILD_ARRAYS[meta["format"]]} - set(arrays)
         if missing:
             raise ValueError(f"missing arrays: {', '.join(sorted(missing))}")
-        for key in ("meta", "feature_names"):
-            if arrays[key].dtype.kind != "U":
-                raise ValueError(f"'{key}' is not a text array")
-        meta = json.loads(str(arrays["meta"][()]))
-        if not isinstance(meta, dict) or meta.get("format") not in (FORMAT, _FORMAT_1):
-            raise ValueError(f"not an {FORMAT} file")
-        if meta["format"] == _FORMAT_1 and "left" not in arrays:
-            raise ValueError("missing arrays: left")
+        if arrays["feature_names"].dtype.kind != "U":
+            raise ValueError("'feature_names' is not a text array")
         algo_cls = ALGORITHMS.get(meta.get("algo"))
         if algo_cls is None:
             raise ValueError(f"unknown algorithm {meta.get('algo')!r}")
@@ -437,9 +444,12 @@ class TreeRegressor:
         if meta["format"] == _FORMAT_1:
             nodes = (ints("feature"), floats("threshold"), ints("left"), ints("right"),
                      floats("value"))
-        else:
+        elif meta["format"] == _FORMAT_2:
             nodes = _every_node(ints("feature"), floats("threshold"), ints("right"),
                                 floats("value"))
+        else:
+            nodes = _every_node(ints("feature"), floats("threshold"), ints("right_offset"),
+                                floats("value"), right_is_offset=True)
         forest = Forest(*nodes, ints("roots"), float(meta["offset"]), float(meta["scale"]))
         names = [str(n) for n in arrays["feature_names"].ravel()]
         forest.validate(len(names))
@@ -596,11 +606,22 @@ def _check_X(X: ArrayLike) -> np.ndarray:
     return X
 
 
+def _narrowest(values: np.ndarray, dtypes: Sequence[type]) -> np.ndarray:
+    """``values`` in the first integer type of ``dtypes`` that holds them all (the last one
+    otherwise): zip packs narrow integers tighter than wide ones with zero bytes."""
+    for dtype in dtypes:
+        info = np.iinfo(dtype)
+        if values.size == 0 or (values.min() >= info.min and values.max() <= info.max):
+            break
+    return values.astype(dtype)
+
+
 def _every_node(feature: np.ndarray, threshold: np.ndarray, right: np.ndarray,
-                value: np.ndarray) -> tuple[np.ndarray, ...]:
+                value: np.ndarray, right_is_offset: bool = False) -> tuple[np.ndarray, ...]:
     """Per-node arrays (feature, threshold, left, right, value) from the stored ones: per node
-    ``feature``, per split ``threshold`` and ``right``, per leaf ``value``; the left child of a
-    split is the next node."""
+    ``feature``, per split ``threshold`` and ``right`` (a node index, or the distance from
+    the split with ``right_is_offset``), per leaf ``value``; the left child of a split is the
+    next node."""
     split = feature >= 0
     n_splits = int(np.count_nonzero(split))
     if feature.ndim != 1 or (right.shape, threshold.shape, value.shape) != (
@@ -609,7 +630,7 @@ def _every_node(feature: np.ndarray, threshold: np.ndarray, right: np.ndarray,
     nodes = np.arange(feature.size)
     left = np.where(split, nodes + 1, -1)
     every_right = np.full(feature.size, -1, dtype=np.intp)
-    every_right[split] = right
+    every_right[split] = right + nodes[split] if right_is_offset else right
     every_threshold = np.zeros(feature.size)
     every_threshold[split] = threshold
     every_value = np.zeros(feature.size)
