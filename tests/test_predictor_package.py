@@ -318,10 +318,15 @@ def test_without_a_version_the_one_built_on_a_machine_like_this(home, capsys):
     assert [line.split()[:3] for line in out.splitlines()[1:]] == [
         ["ort-test", "1.1", "onnxruntime-cpu-1t"], ["*", "ort-test", "1.0"]]
 
-    # Built on no machine like this one: the newest, as before (and the predictor warns).
+    # Built on no machine like this one: the nearest, the newest of equals (and it warns).
     here.fingerprint = {**here.fingerprint, "cpu_count": 128}
     save_package(here, shipped / "ort-test" / "1.0.zip", overwrite=True)
     assert registry.find_predictor("ort-test").version == "1.1"
+    farther = make_package("ort-test", "1.2")
+    farther.fingerprint = {**elsewhere.fingerprint, "cpu_model": "Another CPU"}
+    save_package(farther, shipped / "ort-test" / "1.2.zip")
+    assert registry.find_predictor("ort-test").version == "1.1"
+    assert len(registry.find_predictor("ort-test", "1.2").machine_differences()) == 2
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -120,10 +120,13 @@ def _available(predictors: list[PredictorInfo]) -> str:
 def find_predictor(name: str | None = None, version: str | None = None) -> PredictorInfo:
     """The predictor to use: by name (the shipped default when None); unless ``version`` is
     given, the newest version built on a machine like this one (no fingerprint difference),
-    else the newest. Unknown names and versions raise ConfigError listing what exists.
+    else the newest of those whose machine differs from this one in the fewest ways. Unknown
+    names and versions raise ConfigError listing what exists.
 
     A predictor's timings hold for the CPU it was measured on, so each machine kind it is built
-    on ships as a version of its own and each machine gets its own without asking."""
+    on ships as a version of its own and each machine gets its own without asking; where none
+    is its own, the nearest (another generation of the same vendor's CPU rather than another
+    vendor's) predicts best."""
     predictors = list_predictors()
     if name is None:
         name = default_name()
@@ -139,8 +142,9 @@ def find_predictor(name: str | None = None, version: str | None = None) -> Predi
             versions = ", ".join(p.version for p in predictors if p.name == name)
             raise ConfigError(f"predictor '{name}' has no version '{version}' "
                               f"(available: {versions})")
-    best = next((p for p in matches if p.problem is None and not p.machine_differences()),
-                matches[0])  # newest first
+    # Newest first, and min keeps the first of equals.
+    best = min((p for p in matches if p.problem is None),
+               key=lambda p: len(p.machine_differences()), default=matches[0])
     if best.problem:
         raise ConfigError(f"predictor {best.label} is broken: {best.problem}")
     return best
