@@ -3,7 +3,7 @@
     python scripts/build_predictors.py                      # all four, 30 min each
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --budget 45m
     python scripts/build_predictors.py --priors             # regenerate data/priors/ first
-    python scripts/build_predictors.py --repack             # the shipped ones in today's format
+    python scripts/build_predictors.py --repack             # every shipped one in today's format
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.1   # another CPU
     python scripts/build_predictors.py --only openvino-cpu-f32-1t --version 1.1 --retrain
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.17 --retrain \
@@ -93,8 +93,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(TARGETS), action="append",
                         help="build only these predictors (repeatable)")
-    parser.add_argument("--version", default=VERSION,
-                        help="the package version to build or repack (one per machine kind)")
+    parser.add_argument("--version", default=None,
+                        help=f"the package version to build (default {VERSION}) or repack "
+                             "(default: every shipped one); one per machine kind")
     parser.add_argument("--budget", default="30m", help="wall-time budget per predictor")
     parser.add_argument("--workdir", type=Path, default=Path.home() / ".cache" / "edgemeter-build",
                         help="where the workspaces (and their measurements) live")
@@ -119,11 +120,16 @@ def main() -> None:
         written = sampling.write_priors(sampling.compute_priors(), sampling.priors_dir())
         print(f"priors: {', '.join(p.name for p in written)}")
     for name in args.only or list(TARGETS):
-        target = (ship(SHIPPED / name / f"{args.version}.zip", name, args.version)
-                  if args.repack else build_target(name, args.workdir, args.budget,
-                                                   args.fresh_configs, args.version,
-                                                   args.retrain, args.reference_models))
-        print(f"shipped: {target} ({target.stat().st_size / 1e6:.1f} MB)")
+        if args.repack:
+            versions = [args.version] if args.version else sorted(
+                p.stem for p in (SHIPPED / name).glob("*.zip"))
+            targets = [ship(SHIPPED / name / f"{v}.zip", name, v) for v in versions]
+        else:
+            targets = [build_target(name, args.workdir, args.budget, args.fresh_configs,
+                                    args.version or VERSION, args.retrain,
+                                    args.reference_models)]
+        for target in targets:
+            print(f"shipped: {target} ({target.stat().st_size / 1e6:.1f} MB)")
     (SHIPPED / "index.json").write_text(json.dumps({"default": DEFAULT}, indent=2) + "\n")
     size = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
     print(f"shipped predictors: {size / 1e6:.1f} MB in {SHIPPED}")
