@@ -47,6 +47,29 @@ def sklearn_prediction(regressor, X: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("algo", ["rf", "gb"])
+def test_first_trees_predict_as_the_same_model_with_fewer_trees(data, tmp_path, algo):
+    X, y = data
+    regressor = make_regressor(algo, n_estimators=30, transform="log").fit(
+        X, y, feature_names=FEATURES)
+    X_new, _ = conv_like(200, seed=2)
+    model = regressor.estimator_
+    first = regressor.first_trees(12)
+    if algo == "rf":  # the mean of the first 12 trees
+        raw = np.mean([tree.predict(X_new) for tree in model.estimators_[:12]], axis=0)
+    else:  # boosting stopped after 12 stages
+        raw = list(model.staged_predict(X_new))[11]
+    np.testing.assert_allclose(first.predict(X_new), np.exp(raw), rtol=1e-9)
+    assert first.forest_.n_trees == 12 and first.get_params()["n_estimators"] == 12
+    assert regressor.forest_.n_trees == 30  # the original is left whole
+    assert regressor.first_trees(30) is regressor and regressor.first_trees(99) is regressor
+    first.save(tmp_path / "first.npz")
+    loaded = load_regressor(tmp_path / "first.npz")
+    np.testing.assert_allclose(loaded.predict(X_new), np.exp(raw), rtol=HALF_LEAF_TOLERANCE)
+    with pytest.raises(ConfigError):
+        regressor.first_trees(0)
+
+
+@pytest.mark.parametrize("algo", ["rf", "gb"])
 @pytest.mark.parametrize("transform", ["ratio", "log", "linear"])
 def test_fit_save_load_predict_equals_sklearn(data, tmp_path, algo, transform):
     X, y = data

@@ -16,6 +16,7 @@ in log space is the loss that matches them; the baseline takes out the part tree
 """
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -273,6 +274,7 @@ class TreeRegressor:
     """
 
     algo: ClassVar[str]
+    averages_trees: ClassVar[bool]  # prediction is the trees' mean (not their sum)
 
     def __init__(self, *, transform: str = "ratio",
                  cost_features: Sequence[str] = ("FLOPS", "BYTES"),
@@ -355,6 +357,24 @@ class TreeRegressor:
     def predict_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Predict from feature dicts (e.g. ``Kernel.features``), picking the trained columns."""
         return self.predict(to_matrix(rows, self.feature_names_))
+
+    def first_trees(self, n: int) -> TreeRegressor:
+        """A copy with the first ``n`` trees only (itself if it has no more): a random forest's
+        first trees are a random forest of their own, boosting's first stages a shorter
+        boosting. For a smaller package, at the accuracy of fewer trees."""
+        _check_int("n", n, 1)
+        forest = self.forest_
+        if n >= forest.n_trees:
+            return self
+        end = int(forest.roots[n])
+        trimmed = copy.copy(self)
+        trimmed.forest_ = Forest(
+            forest.feature[:end], forest.threshold[:end], forest.left[:end], forest.right[:end],
+            forest.value[:end], forest.roots[:n], forest.offset,
+            forest.scale * forest.n_trees / n if self.averages_trees else forest.scale)
+        trimmed.n_estimators = n
+        trimmed.__dict__.pop("estimator_", None)  # scikit-learn's model keeps every tree
+        return trimmed
 
     # -- serialisation: plain arrays in an .npz, loaded with allow_pickle=False ------------
 
@@ -489,6 +509,7 @@ class ForestRegressor(TreeRegressor):
     """
 
     algo = "rf"
+    averages_trees = True
 
     def __init__(self, n_estimators: int = 100, *, max_depth: int | None = None,
                  min_samples_leaf: int = 3, max_features: float = 1.0, transform: str = "ratio",
@@ -521,6 +542,7 @@ class BoostingRegressor(TreeRegressor):
     """Gradient boosting (scikit-learn ``GradientBoostingRegressor``, squared error)."""
 
     algo = "gb"
+    averages_trees = False
 
     def __init__(self, n_estimators: int = 300, *, learning_rate: float = 0.1,
                  max_depth: int = 4, min_samples_leaf: int = 1, subsample: float = 1.0,
