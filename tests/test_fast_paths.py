@@ -66,30 +66,38 @@ def default_predictor():
     return load_predictor()
 
 
+@pytest.fixture(scope="module")
+def shipped_builds(default_predictor):
+    """The shipped default's builds: its members if it is an ensemble, else itself."""
+    return getattr(default_predictor, "members", [default_predictor])
+
+
 @pytest.mark.parametrize("family", PREDICT_FAMILIES)
-def test_kernel_latencies_equal_a_node_by_node_walk(zoo_onnx, default_predictor, family):
-    predictor = default_predictor
-    _, kernels = predictor.detect(zoo_onnx(family))
-    ms, covered = predictor.kernel_latencies(kernels)
-    assert covered.all()
-    expected = [walked_node_by_node(predictor.package.regressors[predictor.group(k.type)],
-                                    k.features) for k in kernels]
-    np.testing.assert_allclose(ms, expected, rtol=1e-12)
+def test_kernel_latencies_equal_a_node_by_node_walk(zoo_onnx, shipped_builds, family):
+    for predictor in shipped_builds:
+        _, kernels = predictor.detect(zoo_onnx(family))
+        ms, covered = predictor.kernel_latencies(kernels)
+        assert covered.all()
+        expected = [walked_node_by_node(predictor.package.regressors[predictor.group(k.type)],
+                                        k.features) for k in kernels]
+        np.testing.assert_allclose(ms, expected, rtol=1e-12)
 
 
-def test_batch_across_models_and_walk_chunks_equals_the_walk(zoo_onnx, default_predictor,
+def test_batch_across_models_and_walk_chunks_equals_the_walk(zoo_onnx, shipped_builds,
                                                              monkeypatch):
     """Many models at once (rows past the de-duplication threshold), and the pairs walked in
     chunks much smaller than the batch, as a NAS batch is."""
-    predictor = default_predictor
-    kernels = [k for family in PREDICT_FAMILIES for k in predictor.detect(zoo_onnx(family))[1]]
     monkeypatch.setattr(regressors, "_PAIRS_PER_CHUNK", 1000)
-    ms, _ = predictor.kernel_latencies(kernels)
-    expected = [walked_node_by_node(predictor.package.regressors[predictor.group(k.type)],
-                                    k.features) for k in kernels]
-    np.testing.assert_allclose(ms, expected, rtol=1e-12)
-    # conv rows alone exceed the threshold below which rows are not de-duplicated
-    assert sum(predictor.group(k.type) == "conv" for k in kernels) > regressors._DEDUP_MIN_ROWS
+    for predictor in shipped_builds:
+        kernels = [k for family in PREDICT_FAMILIES
+                   for k in predictor.detect(zoo_onnx(family))[1]]
+        ms, _ = predictor.kernel_latencies(kernels)
+        expected = [walked_node_by_node(predictor.package.regressors[predictor.group(k.type)],
+                                        k.features) for k in kernels]
+        np.testing.assert_allclose(ms, expected, rtol=1e-12)
+        # conv rows alone exceed the threshold below which rows are not de-duplicated
+        assert sum(predictor.group(k.type) == "conv" for k in kernels) > \
+            regressors._DEDUP_MIN_ROWS
 
 
 def test_the_onnxruntime_engine_predicts_what_the_numpy_walk_predicts(zoo_onnx,

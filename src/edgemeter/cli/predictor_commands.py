@@ -74,6 +74,9 @@ def info(name: str, version: str | None, as_json: bool) -> None:
                f"{built_on.get('cpu_count', '?')} CPUs, {manifest['created']}, "
                f"edgemeter {manifest['edgemeter_version']}\n"
                f"  location:  {manifest['path']} ({manifest['origin']})")
+    if manifest.get("members"):
+        click.echo(f"  members:   {', '.join(manifest['members'])} (their mean; what follows "
+                   "is the first's)")
     anchor = manifest.get("extra", {}).get("anchor")
     if isinstance(anchor, dict) and isinstance(anchor.get("anchor_ms"), (int, float)):
         click.echo(f"  anchor:    {anchor['anchor_ms']:.3f} ms at the build's machine speed; "

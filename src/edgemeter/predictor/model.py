@@ -251,13 +251,17 @@ class Predictor:
         if self.anchor_ms is None:
             raise ConfigError(f"{self.package.label} was built without the speed anchor (or "
                               "with another version of it) and cannot be calibrated")
-        if anchor_ms is None:
-            from edgemeter.backends.anchor import measure_anchor
-
-            anchor_ms = measure_anchor(self.backend, self.package.extra.get("backend_settings"))
         calibrated = Predictor(self.package, self.engine)
-        calibrated.speed_ratio = anchor_ms / self.anchor_ms
+        calibrated.speed_ratio = (self.anchor_now() if anchor_ms is None
+                                  else anchor_ms) / self.anchor_ms
         return calibrated
+
+    def anchor_now(self) -> float:
+        """The speed anchor's time now on this predictor's backend, with the settings it was
+        built with (the runtime must be installed)."""
+        from edgemeter.backends.anchor import measure_anchor
+
+        return measure_anchor(self.backend, self.package.extra.get("backend_settings"))
 
     def _speed_factor(self, flops: np.ndarray | float) -> np.ndarray | float:
         """What a model of ``flops`` is multiplied by at the calibrated speed."""
@@ -280,7 +284,7 @@ class Predictor:
     def machine_warnings(self) -> list[str]:
         """How this machine differs from the one the predictor was measured on."""
         diffs = self.package.machine_differences()
-        return [f"{self.package.label} was built on another machine, predictions may be off: "
+        return [f"predictor {self.label} was built on another machine, predictions may be off: "
                 f"{'; '.join(diffs)}"] if diffs else []
 
     def group(self, kernel_type: str) -> str:
@@ -378,28 +382,37 @@ class Predictor:
         """Predictions for graphs already split into kernels (:meth:`detect`); ``models`` (what
         was imported: paths are kept as the ``model`` label) default to the graphs' names."""
         models = models if models is not None else [graph.name for graph, _ in detected]
+        return [self._prediction(model, graph, kernels, *parts)
+                for model, (graph, kernels), parts in zip(models, detected,
+                                                          self._parts(detected))]
+
+    def _parts(self, detected: Sequence[tuple[Graph, list[Kernel]]]
+               ) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        """Per model: its kernels' ms (the model term's scale and the calibrated speed
+        applied), the per-node and constant overhead (at that speed too), and which kernels a
+        trained regressor covered."""
         flat = [k for _, kernels in detected for k in kernels]
         ms, covered, scale = self._kernel_times(flat)
         scaled = ms * scale
-        predictions, start = [], 0
-        for model, (graph, kernels) in zip(models, detected):
+        term = self.model_term
+        parts, start = [], 0
+        for _, kernels in detected:
             end = start + len(kernels)
-            predictions.append(self._prediction(model, graph, kernels, scaled[start:end],
-                                                covered[start:end]))
+            kernel_ms, overhead = scaled[start:end], term.overhead(term.count(kernels))
+            if self.speed_ratio != 1.0:
+                factor = float(self._speed_factor(sum(k.features.get("FLOPS", 0.0)
+                                                      for k in kernels)))
+                kernel_ms, overhead = kernel_ms * factor, overhead * factor
+            parts.append((kernel_ms, float(overhead), covered[start:end]))
             start = end
-        return predictions
+        return parts
 
     def _prediction(self, model: Any, graph: Graph, kernels: list[Kernel], scaled: np.ndarray,
-                    covered: np.ndarray) -> Prediction:
-        term = self.model_term
-        overhead = term.overhead(term.count(kernels))
+                    overhead: float, covered: np.ndarray) -> Prediction:
         flops = np.array([k.features.get("FLOPS", 0.0) for k in kernels], dtype=np.float64)
         n = len(kernels)
         by_kernels = float(covered.sum() / n) if n else 1.0
         total_flops = flops.sum()
-        if self.speed_ratio != 1.0:
-            factor = float(self._speed_factor(total_flops))
-            scaled, overhead = scaled * factor, overhead * factor
         coverage = {
             "kernels": by_kernels,
             "flops": float(flops[covered].sum() / total_flops) if total_flops > 0 else by_kernels,
@@ -422,7 +435,7 @@ class Predictor:
             listed = ", ".join(f"{t} ×{n}" if n > 1 else t for t, n in sorted(types.items()))
             share = ms[~covered].sum() / ms.sum() if ms.sum() > 0 else 0.0
             warnings.append(f"{int((~covered).sum())} of {len(kernels)} kernels have no trained "
-                            f"regressor in {self.package.label} and were estimated from their "
+                            f"regressor in predictor {self.label} and were estimated from their "
                             f"FLOPs and bytes ({share:.0%} of the kernel time): {listed}")
         others = [name for k in kernels if k.type == "other" for name in k.nodes]
         if others:  # the name → op map only for models that need it
@@ -454,14 +467,19 @@ def load_predictor(name: str | Path | None = None, version: str | None = None,
     ``engine`` runs the regressors' trees: ``numpy`` (ready at once) or ``onnxruntime``
     (compiled here, about a second; then each graph is predicted several times faster: the
     choice for a process that predicts many, such as a NAS loop)."""
-    from edgemeter.predictor.registry import find_predictor
+    from edgemeter.predictor.registry import ENSEMBLE, find_predictor
 
-    if name is not None and _looks_like_path(name):
-        return Predictor.from_package(name, engine)
-    return Predictor.from_package(find_predictor(name, version).path, engine)
+    path = Path(name) if name is not None and _looks_like_path(name) else \
+        find_predictor(name, version).path
+    if path.suffix == ENSEMBLE:  # an ensemble of versions beside it
+        from edgemeter.predictor.ensemble import load_ensemble
+
+        return load_ensemble(path, engine)
+    return Predictor.from_package(path, engine)
 
 
 def _looks_like_path(name: str | Path) -> bool:
     text = str(name)
     # Registered names never contain a separator (package.check_name), so no ambiguity.
-    return isinstance(name, Path) or "/" in text or "\\" in text or text.endswith(".zip")
+    return (isinstance(name, Path) or "/" in text or "\\" in text
+            or text.endswith((".zip", ".json")))

@@ -1,7 +1,8 @@
 """Where predictors live: shipped with edgemeter, or registered by the user.
 
 Shipped predictors sit in ``edgemeter/data/predictors/<name>/<version>.zip`` (or a
-``<version>/`` folder) with an ``index.json`` that names the default
+``<version>/`` folder, or a ``<version>.json`` ensemble of other versions beside it:
+:mod:`edgemeter.predictor.ensemble`) with an ``index.json`` that names the default
 (``{"default": "<name>"}``). Registered ones are copied to
 ``$EDGEMETER_HOME/predictors/<name>/<version>/`` (``EDGEMETER_HOME`` defaults to
 ``~/.edgemeter``), so they keep working after the original file moves. Listing reads manifests
@@ -24,6 +25,7 @@ from edgemeter.predictor import fingerprint
 from edgemeter.predictor.package import check_name, load_package, read_manifest, save_package
 
 INDEX = "index.json"
+ENSEMBLE = ".json"  # <name>/<version>.json: an ensemble (edgemeter.predictor.ensemble)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class PredictorInfo:
     problem: str | None = None
     fingerprint: Mapping[str, Any] = field(default_factory=dict)
     runtime_versions: Mapping[str, Any] = field(default_factory=dict)
+    members: tuple[str, ...] = ()  # an ensemble's member versions
 
     @property
     def label(self) -> str:
@@ -86,7 +89,7 @@ def list_predictors() -> list[PredictorInfo]:
         if not root.is_dir():
             continue
         for package in sorted(p for p in root.glob("*/*")
-                              if p.is_dir() or p.suffix == ".zip"):
+                              if p.is_dir() or p.suffix in (".zip", ENSEMBLE)):
             found.append(_info(package, origin, default))
     # Stable sorts, last key first: by name, newest version first, shipped before user.
     found.sort(key=lambda i: i.origin)
@@ -95,10 +98,16 @@ def list_predictors() -> list[PredictorInfo]:
 
 
 def _info(package: Path, origin: str, default: str | None) -> PredictorInfo:
-    """``package`` is ``<name>/<version>`` or ``<name>/<version>.zip``."""
-    name, version = package.parent.name, package.name.removesuffix(".zip")
+    """``package`` is ``<name>/<version>``, ``<name>/<version>.zip`` or an ensemble's
+    ``<name>/<version>.json`` (described by its first member's manifest)."""
+    name = package.parent.name
+    version = package.name.removesuffix(".zip").removesuffix(ENSEMBLE)
+    members: tuple[str, ...] = ()
     try:
-        manifest = read_manifest(package)
+        if package.suffix == ENSEMBLE:
+            manifest, members = _ensemble_manifest(package)
+        else:
+            manifest = read_manifest(package)
     except EdgemeterError as exc:
         return PredictorInfo(name, version, package, origin, problem=str(exc))
     if (manifest["name"], manifest["version"]) != (name, version):
@@ -109,7 +118,19 @@ def _info(package: Path, origin: str, default: str | None) -> PredictorInfo:
                          tuple(sorted(manifest["kernels"])), manifest["created"],
                          default=(origin == "shipped" and name == default),
                          fingerprint=manifest["fingerprint"],
-                         runtime_versions=manifest["runtime_versions"])
+                         runtime_versions=manifest["runtime_versions"], members=members)
+
+
+def _ensemble_manifest(path: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """An ensemble's manifest (its first member's, under the ensemble's name and version, with
+    ``members``) and its member versions."""
+    from edgemeter.predictor.ensemble import member_paths, read_ensemble
+
+    data = read_ensemble(path)
+    manifest = read_manifest(member_paths(path)[0])
+    members = tuple(data["members"])
+    return {**manifest, "name": data["name"], "version": data["version"],
+            "members": list(members)}, members
 
 
 def _available(predictors: list[PredictorInfo]) -> str:
@@ -194,5 +215,6 @@ def unregister(name: str, version: str | None = None) -> list[PredictorInfo]:
 
 def describe(info: PredictorInfo) -> dict[str, Any]:
     """The full manifest of an installed predictor plus where it lives (for ``info``)."""
-    return {"path": str(info.path), "origin": info.origin, "default": info.default,
-            **read_manifest(info.path)}
+    manifest = (_ensemble_manifest(info.path)[0] if info.members
+                else read_manifest(info.path))
+    return {"path": str(info.path), "origin": info.origin, "default": info.default, **manifest}
