@@ -4,6 +4,8 @@
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --budget 45m
     python scripts/build_predictors.py --priors             # regenerate data/priors/ first
     python scripts/build_predictors.py --repack             # every shipped one in today's format
+    python scripts/build_predictors.py --repack --only onnxruntime-cpu-1t --version 1.16 \
+        --trees 15                               # keep each regressor's first 15 trees
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.1   # another CPU
     python scripts/build_predictors.py --only openvino-cpu-f32-1t --version 1.1 --retrain
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.17 --retrain \
@@ -11,6 +13,8 @@
                                       # bench/bench_build.py's 30-minute workspace (ws-30m)
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.15 --retrain \
         --fresh-configs --reference-models 0     # a workspace's trees without the level step
+    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.18 \
+        --ensemble 1.17,1.16                     # the mean of two shipped builds (measures nothing)
 
 Each CPU a predictor is built on gets its own version: ``find_predictor`` picks, by default, the
 newest version built on a machine like the one it runs on.
@@ -73,12 +77,18 @@ def build_target(name: str, workdir: Path, budget: str, overwrite_configs: bool,
     return ship(report.package, name, version)
 
 
-def ship(package: Path, name: str, version: str) -> Path:
+def ship(package: Path, name: str, version: str, trees: int | None = None) -> Path:
     """Copy a built package into the shipped predictors as ``<name>/<version>.zip`` (zipped,
-    the training CSVs take a third of the room)."""
+    the training CSVs take a third of the room), with each regressor's first ``trees`` trees
+    if given."""
+    import dataclasses
+
     from edgemeter.predictor import load_package, save_package
 
     built = load_package(package)
+    if trees is not None:
+        built = dataclasses.replace(built, regressors={
+            group: regressor.first_trees(trees) for group, regressor in built.regressors.items()})
     if built.version != version:  # a workspace keeps the version of its configs
         raise SystemExit(f"{name}: the workspace builds version {built.version}, not {version} "
                          "(add --fresh-configs to rewrite its configs; measurements are kept)")
@@ -110,20 +120,34 @@ def main() -> None:
     parser.add_argument("--reference-models", type=int, metavar="N",
                         help="with --fresh-configs: reference-level models (0: no level "
                              "step; default: the builder's)")
+    parser.add_argument("--ensemble", metavar="V1,V2,...",
+                        help="write --version as the mean of these shipped versions of the "
+                             "--only predictor (measure nothing)")
     parser.add_argument("--repack", action="store_true",
                         help="measure nothing: write the shipped packages again in the current "
                              "file format (after a format change)")
+    parser.add_argument("--trees", type=int, metavar="N",
+                        help="with --repack: keep each regressor's first N trees (a smaller "
+                             "package, at the accuracy of fewer trees)")
     args = parser.parse_args()
 
     if args.priors:
         from edgemeter.builder import sampling
         written = sampling.write_priors(sampling.compute_priors(), sampling.priors_dir())
         print(f"priors: {', '.join(p.name for p in written)}")
+    if args.trees is not None and not args.repack:
+        raise SystemExit("--trees trims shipped packages: use it with --repack")
+    if args.ensemble and not (args.only and len(args.only) == 1 and args.version):
+        raise SystemExit("--ensemble needs one --only predictor and the --version to write")
     for name in args.only or list(TARGETS):
-        if args.repack:
+        if args.ensemble:
+            from edgemeter.predictor.ensemble import write_ensemble
+            targets = [write_ensemble(SHIPPED / name, name, args.version,
+                                      args.ensemble.split(","))]
+        elif args.repack:
             versions = [args.version] if args.version else sorted(
                 p.stem for p in (SHIPPED / name).glob("*.zip"))
-            targets = [ship(SHIPPED / name / f"{v}.zip", name, v) for v in versions]
+            targets = [ship(SHIPPED / name / f"{v}.zip", name, v, args.trees) for v in versions]
         else:
             targets = [build_target(name, args.workdir, args.budget, args.fresh_configs,
                                     args.version or VERSION, args.retrain,
