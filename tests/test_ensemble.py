@@ -8,24 +8,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from conftest import build_package
+from test_predict import run_cli
 
 from edgemeter.errors import ConfigError, ModelError
 from edgemeter.predictor import registry
 from edgemeter.predictor.ensemble import Ensemble, load_ensemble, write_ensemble
 from edgemeter.predictor.model import Predictor, load_predictor
 from edgemeter.predictor.package import save_package
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    from edgemeter.cli import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
