@@ -31,7 +31,7 @@ import numpy as np
 from edgemeter.errors import ConfigError, ModelError
 from edgemeter.graph import Graph
 from edgemeter.kernels.detect import Kernel
-from edgemeter.predictor.model import Predictor
+from edgemeter.predictor.model import KernelRows, Predictor
 from edgemeter.predictor.package import check_name
 
 FORMAT = "edgemeter-ensemble/1"
@@ -150,13 +150,15 @@ class Ensemble(Predictor):
                           "on their own scales; ask a member (.members)")
 
     def predict_kernels(self, kernel_lists: Sequence[Sequence[Kernel]]) -> np.ndarray:
-        return np.mean([m.predict_kernels(kernel_lists) for m in self._at_speed], axis=0)
+        rows = KernelRows([k for kernels in kernel_lists for k in kernels], self.group)
+        return np.mean([m._latencies(kernel_lists, rows) for m in self._at_speed], axis=0)
 
-    def _parts(self, detected: Sequence[tuple[Graph, list[Kernel]]]
-               ) -> list[tuple[np.ndarray, float, np.ndarray]]:
-        """The members' parts averaged, model by model; a kernel counts as covered where every
-        member covered it."""
-        runs = [m._parts(detected) for m in self._at_speed]
+    def _parts(self, detected: Sequence[tuple[Graph, list[Kernel]]],
+               rows: KernelRows | None = None) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        """The members' parts averaged, model by model (the kernels' rows read once for all of
+        them); a kernel counts as covered where every member covered it."""
+        rows = rows or KernelRows([k for _, kernels in detected for k in kernels], self.group)
+        runs = [m._parts(detected, rows) for m in self._at_speed]
         n = len(runs)
         return [(sum(ms for ms, _, _ in parts) / n, sum(o for _, o, _ in parts) / n,
                  np.logical_and.reduce([c for _, _, c in parts]))

@@ -308,39 +308,30 @@ class Predictor:
         ms, covered, _ = self._kernel_times(kernels)
         return ms, covered
 
-    def _kernel_times(self, kernels: Sequence[Kernel]
+    def _kernel_times(self, kernels: Sequence[Kernel], rows: KernelRows | None = None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`kernel_latencies` and each kernel's model-term scale (set per group here,
-        where the kernels are already grouped)."""
+        where the kernels are already grouped); ``rows``: the kernels' rows, if already read."""
+        rows = rows or KernelRows(kernels, self.group)
         ms = np.empty(len(kernels))
         covered = np.zeros(len(kernels), dtype=bool)
         scale = np.empty(len(kernels))
         scale_of = self.model_term.scale_of
-        by_group: dict[str, list[int]] = {}
-        group_of = self.group
-        for i, kernel in enumerate(kernels):
-            by_group.setdefault(group_of(kernel.type), []).append(i)
         regressors = self.package.regressors
         uncovered: list[int] = []
         matrices: dict[str, np.ndarray] = {}
         slots: dict[str, list[int]] = {}
-        for group, index in by_group.items():
+        for group, index in rows.by_group.items():
             scale[index] = scale_of(group)
             regressor = regressors.get(group)
             if regressor is None:
                 uncovered.extend(index)
                 continue
-            # Distinct rows only: NAS batches repeat kernel configurations, and hashing tuples
-            # here is far cheaper than predicting (or sorting) the repeats.
-            distinct: dict[tuple, int] = {}
-            row = _row_reader(regressor.feature_names_)
-            slots[group] = [distinct.setdefault(row(kernels[i].features), len(distinct))
-                            for i in index]
-            matrices[group] = np.array(list(distinct), dtype=np.float64).reshape(len(distinct), -1)
+            slots[group], matrices[group] = rows.distinct(group, regressor.feature_names_)
         # Every group's trees run in one pass per call (one merged walk, or one session run).
         for group, predicted in self.package.batch(self.engine).predict(matrices).items():
-            ms[by_group[group]] = predicted[slots[group]]
-            covered[by_group[group]] = True
+            ms[rows.by_group[group]] = predicted[slots[group]]
+            covered[rows.by_group[group]] = True
         if uncovered:
             flops = np.array([kernels[i].features.get("FLOPS", 0.0) for i in uncovered], float)
             nbytes = np.array([kernels[i].features.get("BYTES", 0.0) for i in uncovered], float)
@@ -351,9 +342,13 @@ class Predictor:
     def predict_kernels(self, kernel_lists: Sequence[Sequence[Kernel]]) -> np.ndarray:
         """Model latencies (ms) of many models given as their detected kernels: the NAS fast
         path, with every regressor called once for the whole batch."""
+        return self._latencies(kernel_lists)
+
+    def _latencies(self, kernel_lists: Sequence[Sequence[Kernel]],
+                   rows: KernelRows | None = None) -> np.ndarray:
         flat = [k for kernels in kernel_lists for k in kernels]
         owner = np.repeat(np.arange(len(kernel_lists)), [len(ks) for ks in kernel_lists])
-        ms, _, scale = self._kernel_times(flat)
+        ms, _, scale = self._kernel_times(flat, rows)
         sums = np.bincount(owner, weights=ms * scale, minlength=len(kernel_lists))
         counts = np.array([self.model_term.count(ks) for ks in kernel_lists], dtype=np.float64)
         latency = sums + self.model_term.overhead(counts)
@@ -386,13 +381,13 @@ class Predictor:
                 for model, (graph, kernels), parts in zip(models, detected,
                                                           self._parts(detected))]
 
-    def _parts(self, detected: Sequence[tuple[Graph, list[Kernel]]]
-               ) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    def _parts(self, detected: Sequence[tuple[Graph, list[Kernel]]],
+               rows: KernelRows | None = None) -> list[tuple[np.ndarray, float, np.ndarray]]:
         """Per model: its kernels' ms (the model term's scale and the calibrated speed
         applied), the per-node and constant overhead (at that speed too), and which kernels a
         trained regressor covered."""
         flat = [k for _, kernels in detected for k in kernels]
-        ms, covered, scale = self._kernel_times(flat)
+        ms, covered, scale = self._kernel_times(flat, rows)
         scaled = ms * scale
         term = self.model_term
         parts, start = [], 0
@@ -443,6 +438,33 @@ class Predictor:
             unknown = sorted({op_of[name] for name in others})
             warnings.append(f"ops edgemeter has no kernel type for: {', '.join(unknown)}")
         return warnings + self.machine_warnings
+
+
+class KernelRows:
+    """A batch of kernels grouped by regressor group, with each group's distinct feature rows
+    read once per column set however many packages ask (an ensemble's members share them).
+    Only distinct rows are kept: NAS batches repeat kernel configurations, and hashing tuples
+    here is far cheaper than predicting (or sorting) the repeats."""
+
+    def __init__(self, kernels: Sequence[Kernel], group_of: Callable[[str], str]):
+        self.kernels = kernels
+        self.by_group: dict[str, list[int]] = {}
+        for i, kernel in enumerate(kernels):
+            self.by_group.setdefault(group_of(kernel.type), []).append(i)
+        self._read: dict[tuple, tuple[list[int], np.ndarray]] = {}
+
+    def distinct(self, group: str, names: Sequence[str]) -> tuple[list[int], np.ndarray]:
+        """The row of ``names`` columns each kernel of ``group`` reads, and those rows."""
+        key = (group, tuple(names))
+        found = self._read.get(key)
+        if found is None:
+            distinct: dict[tuple, int] = {}
+            row, kernels = _row_reader(names), self.kernels
+            slots = [distinct.setdefault(row(kernels[i].features), len(distinct))
+                     for i in self.by_group[group]]
+            found = self._read[key] = (slots, np.array(list(distinct), dtype=np.float64)
+                                       .reshape(len(distinct), -1))
+        return found
 
 
 def _row_reader(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple]:
