@@ -127,7 +127,11 @@ def test_an_ensemble_file_is_a_version_like_any_other(builds, shipped, capsys):
     code, out, _ = run_cli(["predictors", "info", "tiny-ort"], capsys)
     assert code == 0 and "members:   1.0, 1.1 (their mean" in out
     code, out, _ = run_cli(["predictors", "list"], capsys)
-    assert code == 0 and "2.0" in out and "1.1" in out
+    assert code == 0 and "2.0 (mean of 1.0, 1.1)" in out
+    code, out, _ = run_cli(["predictors", "list", "--json"], capsys)
+    listed = {p["version"]: p for p in json.loads(out)}
+    assert listed["2.0"]["members"] == ["1.0", "1.1"] and listed["2.0"]["default"]
+    assert listed["1.1"]["members"] == []
 
 
 def test_a_broken_ensemble_is_refused_with_one_line(builds, shipped, capsys):

@@ -35,7 +35,8 @@ def list_cmd(as_json: bool) -> None:
         click.echo(json.dumps([{"name": p.name, "version": p.version, "backend": p.backend,
                                 "origin": p.origin, "default": p.path == chosen,
                                 "this_machine": here[p.path], "path": str(p.path),
-                                "kernels": list(p.kernels), "problem": p.problem}
+                                "kernels": list(p.kernels), "members": list(p.members),
+                                "problem": p.problem}
                                for p in found], indent=2))
         return
     if not found:
@@ -43,7 +44,8 @@ def list_cmd(as_json: bool) -> None:
         return
     rows = [("", "NAME", "VERSION", "BACKEND", "KERNELS", "ORIGIN", "CREATED", "BUILT ON")]
     for p in found:
-        rows.append(("*" if p.path == chosen else "", p.name, p.version,
+        version = f"{p.version} (mean of {', '.join(p.members)})" if p.members else p.version
+        rows.append(("*" if p.path == chosen else "", p.name, version,
                      p.backend or f"BROKEN: {p.problem}", str(len(p.kernels)) if p.kernels else "",
                      p.origin, p.created[:10],
                      "" if p.problem else "this machine kind" if here[p.path] else "another"))
