@@ -1,12 +1,12 @@
 """Ensembles: several builds of one predictor, their predictions averaged.
 
-A build measures its zoo models within a few minutes, and its kernel times carry the state the
-machine was in then, which the speed anchor, one number, does not fully describe: on one Xeon
-VM kind (2026-12-04), three builds put the same families off in different directions on the same
-eight truths (one MobileNetV1 and GoogLeNet variants 3-6 % high, another flat), each family's
-bias repeating on every truth. Builds from different moments err differently, so their mean errs
-less: 1.17 alone missed ±10 % on 15 of 504 predictions, the mean of 1.17 and 1.16 (built five
-hours apart, on two VMs of the kind) on 2 (bench/RESULTS.md, "Session of 20:20").
+A build's kernel times carry the state of the machine it measured on, which the speed anchor,
+one number, does not fully describe. On the Xeon VM kind (2026-12-04), three builds on one VM
+(13:55, 14:53 and 21:38) all put MobileNetV1, GoogLeNet and ResNet variants 3-7 % high on that
+VM's truths (each family's mean), while a build of another VM of the kind put ResNeXt and
+RegNet low instead. Builds whose errors differ average to a smaller one: on ten truths 1.17
+alone missed ±10 % on 18 of 612 predictions, the mean of 1.17 and 1.16 (the other VM's) on 2,
+the mean of 1.17 and the 21:38 build on 19 (bench/RESULTS.md, "Session of 20:20").
 
 On disk an ensemble is ``<name>/<version>.json`` beside the packages it averages::
 
