@@ -128,12 +128,8 @@ class Ensemble(Predictor):
         self._at_speed = [m.calibrated(at) for m in members]
 
     @property
-    def version(self) -> str:
+    def version(self) -> str:  # ``label`` follows
         return self._version
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} {self.version}"
 
     def __repr__(self) -> str:
         return (f"Ensemble({self.label!r}, members="
