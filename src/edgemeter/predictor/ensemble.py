@@ -62,11 +62,12 @@ def read_ensemble(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def member_paths(path: str | Path) -> list[Path]:
+def member_paths(path: str | Path, data: dict[str, Any] | None = None) -> list[Path]:
     """The member packages of the ensemble file ``path`` (``<version>.zip`` or a
-    ``<version>/`` folder beside it), in order; a missing one raises ModelError."""
+    ``<version>/`` folder beside it), in order; a missing one raises ModelError. ``data``: the
+    file as :func:`read_ensemble` gave it, if already read."""
     path = Path(path)
-    data = read_ensemble(path)
+    data = data or read_ensemble(path)
     found = []
     for version in data["members"]:
         candidates = [path.parent / f"{version}.zip", path.parent / version]
@@ -80,7 +81,7 @@ def member_paths(path: str | Path) -> list[Path]:
 
 def load_ensemble(path: str | Path, engine: str = "numpy") -> Ensemble:
     data = read_ensemble(path)
-    members = [Predictor.from_package(p, engine) for p in member_paths(path)]
+    members = [Predictor.from_package(p, engine) for p in member_paths(path, data)]
     return Ensemble(members, data["name"], data["version"])
 
 

@@ -127,7 +127,7 @@ def _ensemble_manifest(path: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
     from edgemeter.predictor.ensemble import member_paths, read_ensemble
 
     data = read_ensemble(path)
-    manifest = read_manifest(member_paths(path)[0])
+    manifest = read_manifest(member_paths(path, data)[0])
     members = tuple(data["members"])
     return {**manifest, "name": data["name"], "version": data["version"],
             "members": list(members)}, members
