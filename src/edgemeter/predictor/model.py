@@ -501,7 +501,9 @@ def load_predictor(name: str | Path | None = None, version: str | None = None,
 
 
 def _looks_like_path(name: str | Path) -> bool:
+    from edgemeter.predictor.registry import ENSEMBLE
+
     text = str(name)
     # Registered names never contain a separator (package.check_name), so no ambiguity.
     return (isinstance(name, Path) or "/" in text or "\\" in text
-            or text.endswith((".zip", ".json")))
+            or text.endswith((".zip", ENSEMBLE)))
