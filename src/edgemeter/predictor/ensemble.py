@@ -136,6 +136,11 @@ class Ensemble(Predictor):
         return (f"Ensemble({self.label!r}, members="
                 f"{[m.version for m in self.members]!r}, backend={self.backend!r})")
 
+    @property
+    def members_at_speed(self) -> list[Predictor]:
+        """The members, each put at the ensemble's machine speed: what it averages."""
+        return list(self._at_speed)
+
     def calibrated(self, anchor_ms: float | None = None) -> Ensemble:
         """Every member at the machine speed where the anchor takes ``anchor_ms`` (None: timed
         now, as :meth:`Predictor.calibrated`)."""
@@ -145,6 +150,11 @@ class Ensemble(Predictor):
     def kernel_latencies(self, kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray]:
         raise ConfigError(f"{self.label} is an ensemble: its members' raw kernel latencies are "
                           "on their own scales; ask a member (.members)")
+
+    def kernel_parts(self, kernels: Sequence[Kernel], rows: KernelRows | None = None
+                     ) -> np.ndarray:
+        rows = rows or KernelRows(kernels, self.group)
+        return np.mean([m.kernel_parts(kernels, rows) for m in self._at_speed], axis=0)
 
     def predict_kernels(self, kernel_lists: Sequence[Sequence[Kernel]]) -> np.ndarray:
         rows = KernelRows([k for kernels in kernel_lists for k in kernels], self.group)

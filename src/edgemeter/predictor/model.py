@@ -308,6 +308,19 @@ class Predictor:
         ms, covered, _ = self._kernel_times(kernels)
         return ms, covered
 
+    def kernel_parts(self, kernels: Sequence[Kernel], rows: KernelRows | None = None
+                     ) -> np.ndarray:
+        """Each kernel's part of its model's predicted latency (ms): the regressor's (or the
+        fallback's) time with its group's model-term scale, at the calibrated speed of a model
+        of the kernel's ``MODEL_FLOPS``. A model's prediction is the sum of its kernels' parts
+        plus the overhead; ``rows``: the kernels' rows, if already read."""
+        ms, _, scale = self._kernel_times(kernels, rows)
+        parts = ms * scale
+        if self.speed_ratio == 1.0:
+            return parts
+        return parts * self._speed_factor(
+            np.array([k.features.get("MODEL_FLOPS", 0.0) for k in kernels], dtype=np.float64))
+
     def _kernel_times(self, kernels: Sequence[Kernel], rows: KernelRows | None = None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`kernel_latencies` and each kernel's model-term scale (set per group here,
