@@ -15,6 +15,8 @@
         --fresh-configs --reference-models 0     # a workspace's trees without the level step
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.18 \
         --ensemble 1.17,1.16                     # the mean of two shipped builds (measures nothing)
+    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.20 \
+        --distill 1.18 --trees 20                # one forest per group fitted to 1.18's kernels
 
 Each CPU a predictor is built on gets its own version: ``find_predictor`` picks, by default, the
 newest version built on a machine like the one it runs on.
@@ -99,6 +101,17 @@ def ship(package: Path, name: str, version: str, trees: int | None = None) -> Pa
     return save_package(built, target, overwrite=True)
 
 
+def distill_shipped(name: str, source: str, version: str, trees: int) -> Path:
+    """Ship ``version`` of ``name`` fitted to the shipped version ``source`` (an ensemble's
+    predictions, at the cost of one build: :mod:`edgemeter.builder.distill`)."""
+    from edgemeter import load_predictor
+    from edgemeter.builder.distill import distill
+    from edgemeter.predictor import save_package
+
+    package = distill(load_predictor(name, source), version, trees)
+    return save_package(package, SHIPPED / name / f"{version}.zip", overwrite=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(TARGETS), action="append",
@@ -123,24 +136,33 @@ def main() -> None:
     parser.add_argument("--ensemble", metavar="V1,V2,...",
                         help="write --version as the mean of these shipped versions of the "
                              "--only predictor (measure nothing)")
+    parser.add_argument("--distill", metavar="V",
+                        help="write --version as one package fitted to the predictions of the "
+                             "shipped version V of the --only predictor, an ensemble's at a "
+                             "single build's cost (measures nothing)")
     parser.add_argument("--repack", action="store_true",
                         help="measure nothing: write the shipped packages again in the current "
                              "file format (after a format change)")
     parser.add_argument("--trees", type=int, metavar="N",
                         help="with --repack: keep each regressor's first N trees (a smaller "
-                             "package, at the accuracy of fewer trees)")
+                             "package, at the accuracy of fewer trees); with --distill: the "
+                             "trees of each fitted forest (default 20)")
     args = parser.parse_args()
 
     if args.priors:
         from edgemeter.builder import sampling
         written = sampling.write_priors(sampling.compute_priors(), sampling.priors_dir())
         print(f"priors: {', '.join(p.name for p in written)}")
-    if args.trees is not None and not args.repack:
-        raise SystemExit("--trees trims shipped packages: use it with --repack")
-    if args.ensemble and not (args.only and len(args.only) == 1 and args.version):
-        raise SystemExit("--ensemble needs one --only predictor and the --version to write")
+    if args.trees is not None and not (args.repack or args.distill):
+        raise SystemExit("--trees trims shipped packages or sizes distilled ones: use it with "
+                         "--repack or --distill")
+    for option in ("ensemble", "distill"):
+        if getattr(args, option) and not (args.only and len(args.only) == 1 and args.version):
+            raise SystemExit(f"--{option} needs one --only predictor and the --version to write")
     for name in args.only or list(TARGETS):
-        if args.ensemble:
+        if args.distill:
+            targets = [distill_shipped(name, args.distill, args.version, args.trees or 20)]
+        elif args.ensemble:
             from edgemeter.predictor.ensemble import write_ensemble
             targets = [write_ensemble(SHIPPED / name, name, args.version,
                                       args.ensemble.split(","))]

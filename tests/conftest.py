@@ -95,7 +95,7 @@ def build_package(profiled: list[dict], skip_groups: tuple[str, ...] = (), name:
     """A small real predictor for the backend ``profiled`` was measured on: a 10-tree forest per
     regressor group on in-context kernel times, the model term fitted on the same models,
     fallback rates on all kernel rows, the backend settings recorded as a build does."""
-    from edgemeter.builder.train import fit_fallback, fit_model_term
+    from edgemeter.builder.train import NOT_FEATURES, fit_fallback, fit_model_term
     from edgemeter.kernels.groups import regressor_group
     from edgemeter.predictor import fingerprint
     from edgemeter.predictor.model import Predictor
@@ -107,12 +107,12 @@ def build_package(profiled: list[dict], skip_groups: tuple[str, ...] = (), name:
         for kernel, ms in zip(model["kernels"], model["kernel_ms"]):
             if ms > 0:
                 rows.setdefault(regressor_group(kernel.type), []).append(
-                    {**kernel.features, "latency_ms": ms})
+                    {**kernel.features, "type": kernel.type, "latency_ms": ms})
     regressors, data = {}, {}
     for group, group_rows in sorted(rows.items()):
         if group in skip_groups or len(group_rows) < 3:
             continue
-        names = sorted({k for r in group_rows for k in r} - {"latency_ms"})
+        names = sorted({k for r in group_rows for k in r} - NOT_FEATURES)
         X = np.array([[r.get(n, 0.0) for n in names] for r in group_rows], dtype=float)
         y = np.array([r["latency_ms"] for r in group_rows])
         regressors[group] = make_regressor("rf", n_estimators=10, transform="log").fit(X, y, names)

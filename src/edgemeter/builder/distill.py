@@ -1,0 +1,100 @@
+"""Distillation: one package that predicts as an ensemble does, at the cost of one build.
+
+An ensemble (:mod:`edgemeter.predictor.ensemble`) walks every member's trees for every kernel,
+so each prediction costs the sum of its members'. Here each regressor group gets one forest
+fitted to the ensemble's own kernel parts (:meth:`~edgemeter.predictor.model.Predictor.
+kernel_parts`: group scales and the members' speeds included) on the kernel rows its members
+were trained on, so the package needs no model-term scales of its own. On the Xeon (2026-12-04)
+the forest of 20 trees fitted to 1.18 (the mean of 1.17 and 1.16) missed ±10 % on 2 of 612
+measured models, as 1.18 does, and predicted a graph as fast as a single build
+(bench/RESULTS.md, "Session of 22:26").
+
+The distilled package keeps the first member's anchor, fingerprint and fusion rules, and no
+training rows of its own: its rows are its members', which ship beside it.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgemeter.builder.train import NOT_FEATURES
+from edgemeter.errors import ConfigError
+from edgemeter.kernels.detect import Kernel
+from edgemeter.predictor.model import Predictor
+from edgemeter.predictor.package import PredictorPackage, check_name
+from edgemeter.predictor.regressors import make_regressor, to_matrix
+
+
+def distill(predictor: Predictor, version: str, trees: int = 20, seed: int = 0
+            ) -> PredictorPackage:
+    """A package named like ``predictor`` (an ensemble, or a single build), version ``version``,
+    with a random forest of ``trees`` trees per group that every member covers, fitted to
+    ``predictor``'s kernel parts on its members' distinct training rows."""
+    check_name("predictor version", version)
+    if predictor.speed_ratio != 1.0:
+        raise ConfigError(f"{predictor.label} is calibrated to another machine speed: distil it "
+                          "as loaded, at its own")
+    # Members at the predictor's speed: an ensemble's, each put at its first member's.
+    members: Sequence[Predictor] = getattr(predictor, "members_at_speed", [predictor])
+    counts = {m.model_term.node_count for m in members}
+    if len(counts) > 1:
+        raise ConfigError(f"{predictor.label}: its members count a model's overhead over "
+                          f"different things ({', '.join(sorted(counts))})")
+    first = members[0].package
+    shared = [g for g in first.regressors if all(g in m.package.regressors for m in members)]
+    kernels: dict[str, list[Kernel]] = {}
+    for group in shared:
+        names, seen = first.feature_names(group), set()
+        for member in members:
+            for row in member.package.training_data.get(group, ()):
+                if predictor.group(str(row["type"])) != group:  # grouped otherwise today
+                    continue
+                features = {k: v for k, v in row.items()
+                            if k not in NOT_FEATURES and v is not None}
+                key = tuple(features.get(n, 0) for n in names)
+                if key not in seen:
+                    seen.add(key)
+                    kernels.setdefault(group, []).append(Kernel(row["type"], [], features))
+    if not kernels:
+        raise ConfigError(f"{predictor.label}: no regressor group has training rows in every "
+                          "member's package to fit on")
+    flat = [k for group_kernels in kernels.values() for k in group_kernels]
+    targets = iter(predictor.kernel_parts(flat))  # every group's trees in one pass
+
+    regressors = {}
+    for group, group_kernels in kernels.items():
+        names = first.feature_names(group)
+        X = to_matrix([{n: k.features.get(n, 0) for n in names} for k in group_kernels], names)
+        y = np.fromiter(targets, dtype=np.float64, count=len(group_kernels))
+        regressors[group] = make_regressor("rf", n_estimators=trees, random_state=seed).fit(
+            X, y, feature_names=names)
+
+    # Each member's overhead, and fallback rates with its model-term scale, at the predictor's
+    # speed (slope 1), averaged.
+    term = {"scale": 1.0, "node_count": counts.pop(),
+            "per_node_ms": _mean_at_speed([m.model_term.per_node_ms for m in members], members),
+            "intercept_ms": _mean_at_speed([m.model_term.intercept_ms for m in members],
+                                           members)}
+    extra = {**first.extra, "model_term": term, "distilled": {
+        "from": predictor.label, "members": [m.version for m in members], "trees": trees,
+        "rows": {group: len(k) for group, k in kernels.items()}}}
+    if all("fallback" in m.package.extra for m in members):
+        extra["fallback"] = {key: _mean_at_speed([m.package.extra["fallback"][key]
+                                                   * m.model_term.scale for m in members],
+                                                  members)
+                             for key in ("ms_per_gflop", "ms_per_mb", "ms_per_kernel")}
+    missing = {**first.missing_kernels,
+               **{g: f"not every member of {predictor.label} covers it"
+                  for g in first.regressors if g not in shared},
+               **{g: f"no member of {predictor.label} carries its training rows"
+                  for g in shared if g not in kernels}}
+    return PredictorPackage(
+        name=first.name, version=version, backend=first.backend, regressors=regressors,
+        fusion_rules=first.fusion_rules, runtime_versions=first.runtime_versions,
+        fingerprint=first.fingerprint, missing_kernels=missing, extra=extra)
+
+
+def _mean_at_speed(values: Sequence[float], members: Sequence[Predictor]) -> float:
+    """The mean of each member's ``value`` times its speed ratio."""
+    return float(np.mean([v * m.speed_ratio for v, m in zip(values, members)]))
