@@ -5,12 +5,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from test_ensemble import builds  # noqa: F401  (the fixture: two builds at different speeds)
+from test_ensemble import builds, shipped  # noqa: F401  (fixtures: two builds, shipped)
+from test_predict import run_cli
 
 from edgemeter.builder.distill import distill
 from edgemeter.errors import ConfigError
 from edgemeter.predictor.ensemble import Ensemble
-from edgemeter.predictor.model import Predictor
+from edgemeter.predictor.model import Predictor, load_predictor
 from edgemeter.predictor.package import load_package, save_package
 
 
@@ -50,6 +51,16 @@ def test_a_distilled_package_predicts_as_its_ensemble(builds, ensemble, tmp_path
     # The members are 8-10 % (RMS) either side of their mean; the distilled package was 2.6-2.9 %
     # from it, not nearer: a few rows per group here, and leaves of three rows blur the rarest.
     assert rms["members"] > 0.05 and rms["distilled"] < 0.6 * rms["members"]
+
+
+def test_a_shipped_distilled_package_is_the_newest_version(ensemble, shipped, capsys):  # noqa: F811
+    package = distill(ensemble, "3.0", trees=5)
+    save_package(package, shipped / "3.0.zip")
+    assert load_predictor().label == "tiny-ort 3.0"  # no members to load: a single package
+    code, out, _ = run_cli(["predictors", "info", "tiny-ort"], capsys)
+    assert code == 0 and "distilled: from tiny-ort 2.0 (mean of 1.0, 1.1), 5 trees" in out
+    conv = next(line.split() for line in out.splitlines() if line.split()[:1] == ["conv"])
+    assert conv[2] == str(package.extra["distilled"]["rows"]["conv"]) != "0"
 
 
 def test_groups_some_member_lacks_stay_uncovered(builds, tiny_predictor):  # noqa: F811

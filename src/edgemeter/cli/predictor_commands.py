@@ -79,6 +79,15 @@ def info(name: str, version: str | None, as_json: bool) -> None:
     if manifest.get("members"):
         click.echo(f"  members:   {', '.join(manifest['members'])} (their mean; what follows "
                    "is the first's)")
+    distilled = manifest.get("extra", {}).get("distilled")
+    fitted_rows = {}
+    if isinstance(distilled, dict):  # free-form in the manifest: read what is there
+        members = distilled.get("members")
+        mean = f" (mean of {', '.join(map(str, members))})" if isinstance(members, list) else ""
+        click.echo(f"  distilled: from {distilled.get('from', '?')}{mean}, "
+                   f"{distilled.get('trees', '?')} trees per kernel fitted to its predictions "
+                   "on its members' rows (SAMPLES)")
+        fitted_rows = distilled.get("rows") if isinstance(distilled.get("rows"), dict) else {}
     anchor = manifest.get("extra", {}).get("anchor")
     if isinstance(anchor, dict) and isinstance(anchor.get("anchor_ms"), (int, float)):
         click.echo(f"  anchor:    {anchor['anchor_ms']:.3f} ms at the build's machine speed; "
@@ -86,7 +95,8 @@ def info(name: str, version: str | None, as_json: bool) -> None:
     rows = [("KERNEL", "ALGO", "SAMPLES", "RMSPE %", "±5 %", "±10 %")]
     for kernel, entry in sorted(manifest["kernels"].items()):
         acc = entry["accuracy"]
-        rows.append((kernel, entry.get("algo", "?"), str(entry.get("samples", "")),
+        samples = entry.get("samples") or fitted_rows.get(kernel, "")
+        rows.append((kernel, entry.get("algo", "?"), str(samples),
                      *(_pct(acc.get(key)) for key in ("rmspe", "within_5", "within_10"))))
     _table(rows, indent="  ")
     for kernel, why in sorted(manifest["missing_kernels"].items()):
