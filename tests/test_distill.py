@@ -58,9 +58,19 @@ def test_a_shipped_distilled_package_is_the_newest_version(ensemble, shipped, ca
     save_package(package, shipped / "3.0.zip")
     assert load_predictor().label == "tiny-ort 3.0"  # no members to load: a single package
     code, out, _ = run_cli(["predictors", "info", "tiny-ort"], capsys)
-    assert code == 0 and "distilled: from tiny-ort 2.0 (mean of 1.0, 1.1), 5 trees" in out
+    assert code == 0 and ("distilled: from tiny-ort 2.0 (mean of 1.0, 1.1), 5 trees of at most "
+                          "14 levels") in out
     conv = next(line.split() for line in out.splitlines() if line.split()[:1] == ["conv"])
     assert conv[2] == str(package.extra["distilled"]["rows"]["conv"]) != "0"
+
+
+def test_max_depth_bounds_every_tree(ensemble):
+    package = distill(ensemble, "3.0", trees=3, max_depth=2)
+    assert package.extra["distilled"]["max_depth"] == 2
+    # A tree of at most two levels below its root holds at most 7 nodes.
+    assert all(r.forest_.n_nodes <= 3 * 7 for r in package.regressors.values())
+    assert any(r.forest_.n_nodes > 3 * 7 for r in distill(ensemble, "3.0", trees=3,
+                                                         max_depth=None).regressors.values())
 
 
 def test_groups_some_member_lacks_stay_uncovered(builds, tiny_predictor):  # noqa: F811
