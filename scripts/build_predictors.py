@@ -15,7 +15,7 @@
         --fresh-configs --reference-models 0     # a workspace's trees without the level step
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.18 \
         --ensemble 1.17,1.16                     # the mean of two shipped builds (measures nothing)
-    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.20 \
+    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.21 \
         --distill 1.18 --trees 20                # one forest per group fitted to 1.18's kernels
 
 Each CPU a predictor is built on gets its own version: ``find_predictor`` picks, by default, the
