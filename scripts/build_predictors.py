@@ -161,7 +161,8 @@ def main() -> None:
             raise SystemExit(f"--{option} needs one --only predictor and the --version to write")
     for name in args.only or list(TARGETS):
         if args.distill:
-            targets = [distill_shipped(name, args.distill, args.version, args.trees or 20)]
+            targets = [distill_shipped(name, args.distill, args.version,
+                                       20 if args.trees is None else args.trees)]
         elif args.ensemble:
             from edgemeter.predictor.ensemble import write_ensemble
             targets = [write_ensemble(SHIPPED / name, name, args.version,
@@ -182,4 +183,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edgemeter.errors import EdgemeterError
+
+    try:
+        sys.exit(main())
+    except EdgemeterError as exc:  # one line, as the CLI gives it
+        sys.exit(f"build_predictors: error: {exc}")

@@ -90,6 +90,10 @@ def test_what_cannot_be_distilled(builds, ensemble):  # noqa: F811
         distill(ensemble.calibrated(0.5), "3.0")
     with pytest.raises(ConfigError, match="version"):
         distill(ensemble, "3 0")
+    with pytest.raises(ConfigError, match="trees must be an integer >= 1, got 0"):
+        distill(ensemble, "3.0", trees=0)
+    with pytest.raises(ConfigError, match="max_depth"):
+        distill(ensemble, "3.0", max_depth=0)
     bare = Predictor(replace(builds["first"], training_data={}))
     with pytest.raises(ConfigError, match="no regressor group has training rows"):
         distill(bare, "3.0")

@@ -37,6 +37,8 @@ def distill(predictor: Predictor, version: str, trees: int = 20, max_depth: int 
     truths), 14 levels missed as many models as unbounded trees (2 of 666, RMSPE 3.78 %) and
     predicted a graph 0.1 ms sooner; 12 levels 2 (3.87 %), 10 levels 10, 8 levels 16."""
     check_name("predictor version", version)
+    if isinstance(trees, bool) or not isinstance(trees, int) or trees < 1:
+        raise ConfigError(f"trees must be an integer >= 1, got {trees!r}")
     if predictor.speed_ratio != 1.0:
         raise ConfigError(f"{predictor.label} is calibrated to another machine speed: distil it "
                           "as loaded, at its own")
