@@ -56,14 +56,15 @@ def distill(predictor: Predictor, version: str, trees: int = 20, max_depth: int 
         names, seen = first.feature_names(group), set()
         for member in members:
             for row in member.package.training_data.get(group, ()):
-                if predictor.group(str(row["type"])) != group:  # grouped otherwise today
+                type_ = str(row["type"])  # a CSV cell: "1x1" could read as a number
+                if predictor.group(type_) != group:  # grouped otherwise today
                     continue
                 features = {k: v for k, v in row.items()
                             if k not in NOT_FEATURES and v is not None}
                 key = tuple(features.get(n, 0) for n in names)
                 if key not in seen:
                     seen.add(key)
-                    kernels.setdefault(group, []).append(Kernel(row["type"], [], features))
+                    kernels.setdefault(group, []).append(Kernel(type_, [], features))
     if not kernels:
         raise ConfigError(f"{predictor.label}: no regressor group has training rows in every "
                           "member's package to fit on")
