@@ -56,7 +56,7 @@ def distill(predictor: Predictor, version: str, trees: int = 20, max_depth: int 
         names, seen = first.feature_names(group), set()
         for member in members:
             for row in member.package.training_data.get(group, ()):
-                type_ = str(row["type"])  # a CSV cell: "1x1" could read as a number
+                type_ = str(row["type"])  # CSV cells are read as numbers where they parse
                 if predictor.group(type_) != group:  # grouped otherwise today
                     continue
                 features = {k: v for k, v in row.items()
