@@ -14,22 +14,13 @@ bench_accuracy.py's job; this says how much of the ensemble a setting keeps, and
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-
-
-def median_ms(fn, calls: int) -> float:
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+from bench_predict import median_time  # the script's folder is on sys.path
 
 
 def graph_ms(predictors, graph, calls: int) -> str:
@@ -37,7 +28,7 @@ def graph_ms(predictors, graph, calls: int) -> str:
     figures = []
     for predictor in predictors:
         predictor.predict(graph)  # warm caches
-        figures.append(f"{median_ms(lambda: predictor.predict(graph), calls):.2f}")
+        figures.append(f"{1e3 * median_time(lambda: predictor.predict(graph), calls):.2f}")
     return " / ".join(figures)
 
 
