@@ -1,6 +1,7 @@
 """Distillation: one package fitted to an ensemble's kernel parts predicts as the ensemble does."""
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -62,6 +63,12 @@ def test_a_shipped_distilled_package_is_the_newest_version(ensemble, shipped, ca
                           "14 levels") in out
     conv = next(line.split() for line in out.splitlines() if line.split()[:1] == ["conv"])
     assert conv[2] == str(package.extra["distilled"]["rows"]["conv"]) != "0"
+    code, out, _ = run_cli(["predictors", "list"], capsys)
+    assert code == 0 and "3.0 (2.0 distilled)" in out
+    code, out, _ = run_cli(["predictors", "list", "--json"], capsys)
+    listed = {p["version"]: p for p in json.loads(out)}
+    assert (listed["3.0"]["distilled_from"], listed["1.0"]["distilled_from"]) == ("tiny-ort 2.0",
+                                                                                 "")
 
 
 def test_max_depth_bounds_every_tree(ensemble):

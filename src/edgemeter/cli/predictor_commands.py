@@ -36,7 +36,7 @@ def list_cmd(as_json: bool) -> None:
                                 "origin": p.origin, "default": p.path == chosen,
                                 "this_machine": here[p.path], "path": str(p.path),
                                 "kernels": list(p.kernels), "members": list(p.members),
-                                "problem": p.problem}
+                                "distilled_from": p.distilled_from, "problem": p.problem}
                                for p in found], indent=2))
         return
     if not found:
@@ -44,7 +44,9 @@ def list_cmd(as_json: bool) -> None:
         return
     rows = [("", "NAME", "VERSION", "BACKEND", "KERNELS", "ORIGIN", "CREATED", "BUILT ON")]
     for p in found:
-        version = f"{p.version} (mean of {', '.join(p.members)})" if p.members else p.version
+        version = (f"{p.version} (mean of {', '.join(p.members)})" if p.members else
+                   f"{p.version} ({p.distilled_from.removeprefix(p.name + ' ')} distilled)"
+                   if p.distilled_from else p.version)
         rows.append(("*" if p.path == chosen else "", p.name, version,
                      p.backend or f"BROKEN: {p.problem}", str(len(p.kernels)) if p.kernels else "",
                      p.origin, p.created[:10],

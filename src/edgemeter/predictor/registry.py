@@ -44,6 +44,7 @@ class PredictorInfo:
     fingerprint: Mapping[str, Any] = field(default_factory=dict)
     runtime_versions: Mapping[str, Any] = field(default_factory=dict)
     members: tuple[str, ...] = ()  # an ensemble's member versions
+    distilled_from: str = ""  # the predictor a distilled package was fitted to
 
     @property
     def label(self) -> str:
@@ -114,11 +115,14 @@ def _info(package: Path, origin: str, default: str | None) -> PredictorInfo:
         problem = (f"{package}: manifest says {manifest['name']} {manifest['version']}, "
                    "the path says otherwise")
         return PredictorInfo(name, version, package, origin, problem=problem)
+    distilled = manifest["extra"].get("distilled")
+    source = distilled.get("from") if isinstance(distilled, dict) else None
     return PredictorInfo(name, version, package, origin, manifest["backend"],
                          tuple(sorted(manifest["kernels"])), manifest["created"],
                          default=(origin == "shipped" and name == default),
                          fingerprint=manifest["fingerprint"],
-                         runtime_versions=manifest["runtime_versions"], members=members)
+                         runtime_versions=manifest["runtime_versions"], members=members,
+                         distilled_from=source if isinstance(source, str) else "")
 
 
 def _ensemble_manifest(path: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
