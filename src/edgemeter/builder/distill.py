@@ -23,7 +23,7 @@ from edgemeter.errors import ConfigError
 from edgemeter.kernels.detect import Kernel
 from edgemeter.predictor.model import Predictor
 from edgemeter.predictor.package import PredictorPackage, check_name
-from edgemeter.predictor.regressors import make_regressor, to_matrix
+from edgemeter.predictor.regressors import check_int, make_regressor, to_matrix
 
 
 def distill(predictor: Predictor, version: str, trees: int = 20, max_depth: int | None = 14,
@@ -38,8 +38,8 @@ def distill(predictor: Predictor, version: str, trees: int = 20, max_depth: int 
     RMSPE 3.78 and 3.77 %) and predicted a graph about 0.07 ms sooner; 12 levels missed 2
     (3.87 %), 10 levels 10, 8 levels 16."""
     check_name("predictor version", version)
-    if isinstance(trees, bool) or not isinstance(trees, int) or trees < 1:
-        raise ConfigError(f"trees must be an integer >= 1, got {trees!r}")
+    check_int("trees", trees, 1)
+    check_int("max_depth", max_depth, 1, allow_none=True)
     if predictor.speed_ratio != 1.0:
         raise ConfigError(f"{predictor.label} is calibrated to another machine speed: distil it "
                           "as loaded, at its own")

@@ -197,7 +197,8 @@ class Forest:
         return merged, [int(x) for x in np.cumsum([0] + [f.n_trees for f in forests[:-1]])]
 
 
-def _check_int(name: str, value: Any, low: int, allow_none: bool = False) -> None:
+def check_int(name: str, value: Any, low: int, allow_none: bool = False) -> None:
+    """Raise ConfigError unless ``value`` is an integer >= ``low`` (or None if allowed)."""
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -285,7 +286,7 @@ class TreeRegressor:
         if isinstance(cost_features, str) or not all(isinstance(f, str) for f in cost_features):
             raise ConfigError(f"cost_features must be a list of feature names, "
                               f"got {cost_features!r}")
-        _check_int("random_state", random_state, 0, allow_none=True)
+        check_int("random_state", random_state, 0, allow_none=True)
         self.transform = transform
         self.cost_features = list(cost_features)
         self.random_state = random_state
@@ -362,7 +363,7 @@ class TreeRegressor:
         """A copy with the first ``n`` trees only (itself if it has no more): a random forest's
         first trees are a random forest of their own, boosting's first stages a shorter
         boosting. For a smaller package, at the accuracy of fewer trees."""
-        _check_int("n", n, 1)
+        check_int("n", n, 1)
         forest = self.forest_
         if n >= forest.n_trees:
             return self
@@ -517,9 +518,9 @@ class ForestRegressor(TreeRegressor):
                  random_state: int | None = 0):
         super().__init__(transform=transform, cost_features=cost_features,
                          random_state=random_state)
-        _check_int("n_estimators", n_estimators, 1)
-        _check_int("max_depth", max_depth, 1, allow_none=True)
-        _check_int("min_samples_leaf", min_samples_leaf, 1)
+        check_int("n_estimators", n_estimators, 1)
+        check_int("max_depth", max_depth, 1, allow_none=True)
+        check_int("min_samples_leaf", min_samples_leaf, 1)
         _check_fraction("max_features", max_features)
         self.n_estimators = n_estimators
         self.max_depth = max_depth
@@ -550,9 +551,9 @@ class BoostingRegressor(TreeRegressor):
                  random_state: int | None = 0):
         super().__init__(transform=transform, cost_features=cost_features,
                          random_state=random_state)
-        _check_int("n_estimators", n_estimators, 1)
-        _check_int("max_depth", max_depth, 1)
-        _check_int("min_samples_leaf", min_samples_leaf, 1)
+        check_int("n_estimators", n_estimators, 1)
+        check_int("max_depth", max_depth, 1)
+        check_int("min_samples_leaf", min_samples_leaf, 1)
         _check_fraction("learning_rate", learning_rate)
         _check_fraction("subsample", subsample)
         self.n_estimators = n_estimators
