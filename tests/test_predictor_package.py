@@ -2,6 +2,7 @@
 hardware fingerprint."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -106,6 +107,33 @@ def test_round_trip(package, tmp_path, suffix):
                                       *(data_file(k) for k in FEATURES)}
 
 
+def test_zip_is_lzma_and_deflated_packages_still_load(package, tmp_path):
+    path = save_package(package, tmp_path / "pkg.zip")
+    with zipfile.ZipFile(path) as zf:
+        assert {info.compress_type for info in zf.infolist()} == {zipfile.ZIP_LZMA}
+        # The forests go in raw: LZMA packs them tighter than the .npz's own deflate.
+        with np.load(io.BytesIO(zf.read(regressor_file("add")))) as arrays:
+            assert {i.compress_type for i in arrays.zip.infolist()} == {zipfile.ZIP_STORED}
+        files = {info.filename: zf.read(info) for info in zf.infolist()}
+    # A package saved before 2026-12-05: deflated members, deflated .npz inside. The checksums
+    # cover the old bytes, so the manifest is rewritten with them.
+    old = tmp_path / "old.zip"
+    for name in [n for n in files if n.endswith(".npz")]:
+        with np.load(io.BytesIO(files[name])) as arrays:
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, **{k: arrays[k] for k in arrays.files})
+        files[name] = buffer.getvalue()
+    manifest = json.loads(files[MANIFEST])
+    manifest["files"] = {n: hashlib.sha256(files[n]).hexdigest() for n in manifest["files"]}
+    files[MANIFEST] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(old, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    rows = rows_for("conv-relu", 20, 3)
+    np.testing.assert_array_equal(load_package(old).regressors["conv-relu"].predict_rows(rows),
+                                  load_package(path).regressors["conv-relu"].predict_rows(rows))
+
+
 def test_predict_kernels_in_one_pass_equals_each_regressor(package, tmp_path):
     loaded = load_package(save_package(package, tmp_path / "pkg.zip"))
     conv, add = rows_for("conv-relu", 70, 7), rows_for("add", 5, 8)
@@ -169,8 +197,6 @@ def _edit_manifest(path: Path, change) -> None:
 
 def _rehash(path: Path, name: str) -> None:
     """Make the manifest agree with a tampered file, so the file's content is what is tested."""
-    import hashlib
-
     digest = hashlib.sha256((path / name).read_bytes()).hexdigest()
     _edit_manifest(path, lambda m: m["files"].__setitem__(name, digest))
 

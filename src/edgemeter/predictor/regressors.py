@@ -420,13 +420,15 @@ class TreeRegressor:
         return value.astype(np.float32)
 
     def save(self, target: str | Path | BinaryIO) -> None:
-        """Write the .npz to a path or a binary file object."""
+        """Write the .npz to a path or a binary file object, its arrays uncompressed: a zipped
+        package compresses them with LZMA, which packs raw arrays 12 % tighter than the .npz's
+        own deflate (the shipped forests, 2026-12-04)."""
         if isinstance(target, (str, Path)):
             # Through a file object: given a path, numpy would append ".npz" to other suffixes.
             with open(target, "wb") as f:
-                np.savez_compressed(f, **self.to_arrays())
+                np.savez(f, **self.to_arrays())
         else:
-            np.savez_compressed(target, **self.to_arrays())
+            np.savez(target, **self.to_arrays())
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> TreeRegressor:
