@@ -258,6 +258,13 @@ def test_corrupt_zip_and_missing_path(package, tmp_path):
         load_package(tmp_path / "nowhere")
 
 
+def test_a_python_without_lzma_gets_one_line(package, tmp_path, monkeypatch):
+    path = save_package(package, tmp_path / "pkg.zip")
+    monkeypatch.setattr(zipfile, "lzma", None)  # as in a Python built without liblzma
+    with pytest.raises(ModelError, match=r"pkg.zip: cannot read manifest.json: .*missing\) lzma"):
+        load_package(path)
+
+
 def test_registry_register_find_unregister(package, home, tmp_path):
     assert registry.list_predictors() == []
     with pytest.raises(ConfigError, match="no default predictor is shipped.*none installed"):

@@ -248,7 +248,10 @@ class _Files:
                 data = (self.path / name).read_bytes()
         except (KeyError, FileNotFoundError, IsADirectoryError):
             raise self.fail(f"{name} is missing") from None
-        except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
+        # RuntimeError and NotImplementedError: zipfile lacks the compression method (a Python
+        # built without lzma, which the shipped zips use, says "requires the (missing) lzma").
+        except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError,
+                NotImplementedError) as exc:
             raise self.fail(f"cannot read {name}: {exc}") from None
         if name != MANIFEST:
             if name not in self.sums:
