@@ -1,7 +1,7 @@
 """Distillation: how closely packages fitted to an ensemble follow it, their size and speed.
 
     .venv/bin/python bench/bench_distill.py [--predictor onnxruntime-cpu-1t] [--version 1.18]
-        [--trees 20,30] [--max-depth 10,12,14,none] [--per-family 3] [--seed 10500]
+        [--trees 10,20,30] [--max-depth 10,12,14,none] [--per-family 3] [--seed 10500]
 
 For each forest setting, ``edgemeter.builder.distill`` fits a package to the ensemble (or any
 predictor) named, and both predict the same zoo variants of every family (a seed no build uses;
@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictor", default="onnxruntime-cpu-1t")
     parser.add_argument("--version", default="1.18", help="the version to distil (an ensemble)")
-    parser.add_argument("--trees", default="20,30", help="comma-separated tree counts")
+    parser.add_argument("--trees", default="10,20,30", help="comma-separated tree counts")
     parser.add_argument("--max-depth", default="10,12,14,none",
                         help="comma-separated depth bounds ('none': unbounded)")
     parser.add_argument("--per-family", type=int, default=3)

@@ -15,8 +15,8 @@
         --fresh-configs --reference-models 0     # a workspace's trees without the level step
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.18 \
         --ensemble 1.17,1.16                     # the mean of two shipped builds (measures nothing)
-    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.21 \
-        --distill 1.18 --trees 20                # one forest per group fitted to 1.18's kernels
+    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.22 \
+        --distill 1.18 --trees 10                # one forest per group fitted to 1.18's kernels
 
 Each CPU a predictor is built on gets its own version: ``find_predictor`` picks, by default, the
 newest version built on a machine like the one it runs on.
@@ -101,14 +101,16 @@ def ship(package: Path, name: str, version: str, trees: int | None = None) -> Pa
     return save_package(built, target, overwrite=True)
 
 
-def distill_shipped(name: str, source: str, version: str, trees: int) -> Path:
+def distill_shipped(name: str, source: str, version: str, trees: int | None) -> Path:
     """Ship ``version`` of ``name`` fitted to the shipped version ``source`` (an ensemble's
-    predictions, at the cost of one build: :mod:`edgemeter.builder.distill`)."""
+    predictions, at the cost of one build: :mod:`edgemeter.builder.distill`), ``trees`` per
+    forest (None: distill's default)."""
     from edgemeter import load_predictor
     from edgemeter.builder.distill import distill
     from edgemeter.predictor import save_package
 
-    package = distill(load_predictor(name, source), version, trees)
+    options = {} if trees is None else {"trees": trees}
+    package = distill(load_predictor(name, source), version, **options)
     return save_package(package, SHIPPED / name / f"{version}.zip", overwrite=True)
 
 
@@ -146,7 +148,7 @@ def main() -> None:
     parser.add_argument("--trees", type=int, metavar="N",
                         help="with --repack: keep each regressor's first N trees (a smaller "
                              "package, at the accuracy of fewer trees); with --distill: the "
-                             "trees of each fitted forest (default 20)")
+                             "trees of each fitted forest (default 10)")
     args = parser.parse_args()
 
     if args.priors:
@@ -161,8 +163,7 @@ def main() -> None:
             raise SystemExit(f"--{option} needs one --only predictor and the --version to write")
     for name in args.only or list(TARGETS):
         if args.distill:
-            targets = [distill_shipped(name, args.distill, args.version,
-                                       20 if args.trees is None else args.trees)]
+            targets = [distill_shipped(name, args.distill, args.version, args.trees)]
         elif args.ensemble:
             from edgemeter.predictor.ensemble import write_ensemble
             targets = [write_ensemble(SHIPPED / name, name, args.version,

@@ -7,7 +7,8 @@ kernel_parts`: group scales and the members' speeds included) on the kernel rows
 were trained on, so the package needs no model-term scales of its own. On the Xeon (2026-12-04)
 forests of 20 trees fitted to 1.18 (the mean of 1.17 and 1.16) missed ±10 % on as few measured
 models as 1.18 does and predicted a graph as fast as a single build (bench/RESULTS.md, "Session
-of 22:26").
+of 22:26"); forests of 10 missed one more of 1,044 predictions on eighteen truths and predicted
+a graph 15 % sooner ("Session of 23:50").
 
 The distilled package keeps the first member's anchor, fingerprint and fusion rules, and no
 training rows of its own: its rows are its members', which ship beside it.
@@ -26,7 +27,7 @@ from edgemeter.predictor.package import PredictorPackage, check_name
 from edgemeter.predictor.regressors import check_int, make_regressor, to_matrix
 
 
-def distill(predictor: Predictor, version: str, trees: int = 20, max_depth: int | None = 14,
+def distill(predictor: Predictor, version: str, trees: int = 10, max_depth: int | None = 14,
             seed: int = 0) -> PredictorPackage:
     """A package named like ``predictor`` (an ensemble, or a single build), version ``version``,
     with a random forest of ``trees`` trees per group that every member covers, fitted to
