@@ -115,8 +115,8 @@ def test_zip_is_lzma_and_deflated_packages_still_load(package, tmp_path):
         with np.load(io.BytesIO(zf.read(regressor_file("add")))) as arrays:
             assert {i.compress_type for i in arrays.zip.infolist()} == {zipfile.ZIP_STORED}
         files = {info.filename: zf.read(info) for info in zf.infolist()}
-    # A package saved before 2026-12-04 23:54: deflated members, deflated .npz inside. The checksums
-    # cover the old bytes, so the manifest is rewritten with them.
+    # A package saved before 2026-12-04 23:54: deflated members, deflated .npz inside. The
+    # checksums cover the old bytes, so the manifest is rewritten with them.
     old = tmp_path / "old.zip"
     for name in [n for n in files if n.endswith(".npz")]:
         with np.load(io.BytesIO(files[name])) as arrays:
