@@ -22,9 +22,9 @@ import numpy as np
 from edgemeter.builder.train import NOT_FEATURES
 from edgemeter.errors import ConfigError
 from edgemeter.kernels.detect import Kernel
-from edgemeter.predictor.model import Predictor
+from edgemeter.predictor.model import Predictor, row_reader
 from edgemeter.predictor.package import PredictorPackage, check_name
-from edgemeter.predictor.regressors import check_int, make_regressor, to_matrix
+from edgemeter.predictor.regressors import check_int, make_regressor
 
 
 def distill(predictor: Predictor, version: str, trees: int = 10, max_depth: int | None = 14,
@@ -52,9 +52,10 @@ def distill(predictor: Predictor, version: str, trees: int = 10, max_depth: int 
                           f"different things ({', '.join(sorted(counts))})")
     first = members[0].package
     shared = [g for g in first.regressors if all(g in m.package.regressors for m in members)]
-    kernels: dict[str, list[Kernel]] = {}
+    # Per group, each distinct row (read as the predictor reads kernels) and a kernel of it.
+    kernels: dict[str, dict[tuple, Kernel]] = {}
     for group in shared:
-        names, seen = first.feature_names(group), set()
+        read, found = row_reader(first.feature_names(group)), {}
         for member in members:
             for row in member.package.training_data.get(group, ()):
                 type_ = str(row["type"])  # CSV cells are read as numbers where they parse
@@ -62,21 +63,26 @@ def distill(predictor: Predictor, version: str, trees: int = 10, max_depth: int 
                     continue
                 features = {k: v for k, v in row.items()
                             if k not in NOT_FEATURES and v is not None}
-                key = tuple(features.get(n, 0) for n in names)
-                if key not in seen:
-                    seen.add(key)
-                    kernels.setdefault(group, []).append(Kernel(type_, [], features))
+                key = read(features)
+                if key not in found:
+                    found[key] = Kernel(type_, [], features)
+        if found:
+            kernels[group] = found
     if not kernels:
         raise ConfigError(f"{predictor.label}: no regressor group has training rows in every "
                           "member's package to fit on")
-    flat = [k for group_kernels in kernels.values() for k in group_kernels]
+    flat = [k for found in kernels.values() for k in found.values()]
     targets = iter(predictor.kernel_parts(flat))  # every group's trees in one pass
 
     regressors = {}
-    for group, group_kernels in kernels.items():
+    for group, found in kernels.items():
+        try:
+            X = np.array(list(found), dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{predictor.label}: a {group} training row has a feature that "
+                              f"is not a number ({exc})") from None
+        y = np.fromiter(targets, dtype=np.float64, count=len(found))
         names = first.feature_names(group)
-        X = to_matrix([{n: k.features.get(n, 0) for n in names} for k in group_kernels], names)
-        y = np.fromiter(targets, dtype=np.float64, count=len(group_kernels))
         regressors[group] = make_regressor("rf", n_estimators=trees, max_depth=max_depth,
                                            random_state=seed).fit(X, y, feature_names=names)
 

@@ -472,7 +472,7 @@ class KernelRows:
         found = self._read.get(key)
         if found is None:
             distinct: dict[tuple, int] = {}
-            row, kernels = _row_reader(names), self.kernels
+            row, kernels = row_reader(names), self.kernels
             slots = [distinct.setdefault(row(kernels[i].features), len(distinct))
                      for i in self.by_group[group]]
             found = self._read[key] = (slots, np.array(list(distinct), dtype=np.float64)
@@ -480,7 +480,7 @@ class KernelRows:
         return found
 
 
-def _row_reader(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple]:
+def row_reader(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple]:
     """Features → tuple in ``names`` order, a missing feature read as 0 (the builder trains on
     rows filled the same way). ``map`` over ``dict.get`` runs at C speed, and most kernels miss
     some feature (ACT, H, W), so there is no faster common case to try first."""
