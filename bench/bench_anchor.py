@@ -76,7 +76,8 @@ def main() -> None:
 
     if not args.summarise_only:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        paths = export_models(Path(tempfile.mkdtemp(prefix="bench-anchor-")))
+        scratch = tempfile.TemporaryDirectory(prefix="bench-anchor-")  # removed at exit
+        paths = export_models(Path(scratch.name))
         protocol = Protocol(warmup=5, repeats=20, rounds=3, max_rounds=3, anchor=True)
         start, cycle = time.monotonic(), 0
         while time.monotonic() - start < args.duration:

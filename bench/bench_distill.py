@@ -65,7 +65,8 @@ def main() -> None:
           f"prediction numpy / onnxruntime {graph_ms(engines, graph, args.calls)} ms")
     print("trees  max depth  fit s  zip MB  median gap  largest  within ±1 %  within ±2 %  "
           "graph ms (numpy / onnxruntime)")
-    folder = Path(tempfile.mkdtemp(prefix="bench-distill-"))
+    scratch = tempfile.TemporaryDirectory(prefix="bench-distill-")  # removed at exit
+    folder = Path(scratch.name)
     for trees in (int(t) for t in args.trees.split(",")):
         for depth in args.max_depth.split(","):
             max_depth = None if depth == "none" else int(depth)

@@ -67,7 +67,8 @@ def main() -> None:
     predictor = load_predictor(args.predictor)
     print(f"predictor {predictor.label} ({predictor.backend}); {platform.processor() or '?'}, "
           f"{platform.python_version()}")
-    tmp = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    scratch = tempfile.TemporaryDirectory(prefix="bench-predict-")  # removed at exit
+    tmp = Path(scratch.name)
     module, shape = zoo.build(args.family)
     path = zoo.export_onnx(module, shape, tmp / f"{args.family}.onnx")
     graph = load_graph(path)
