@@ -345,6 +345,19 @@ def test_relative_figures_ignore_a_factor_shared_by_every_model():
         "scale": pytest.approx(1.1), "within_5": 100.0, "within_10": 100.0, "kendall_tau": None}
 
 
+def test_level_is_a_robust_median_with_its_error():
+    steady = metrics.level([1.08, 1.09, 1.10, 1.09, 1.08, 1.10, 1.09, 1.09])
+    assert steady["models"] == 8 and steady["median"] == pytest.approx(1.09)
+    assert 0 < steady["error"] < 0.005
+    # One model measured in a slow spell moves neither the median nor its error much.
+    spell = metrics.level([1.08, 1.09, 1.10, 1.09, 1.08, 1.10, 1.09, 1.9])
+    assert spell["median"] == pytest.approx(1.09) and spell["error"] < 0.01
+    assert spell["quartiles"] == pytest.approx([1.0875, 1.1])
+    for bad in ([], [1.0, 0.0], [1.0, float("nan")]):
+        with pytest.raises(ValueError, match="positive, finite ratios"):
+            metrics.level(bad)
+
+
 def test_train_kernel_regressor_splits_and_scores():
     X, y = conv_like(250, seed=3)
     rows = [dict(zip(FEATURES, x), latency_ms=t, config_id=i) for i, (x, t) in enumerate(zip(X, y))]

@@ -36,7 +36,7 @@ from edgemeter.importers import load_graph
 from edgemeter.kernels import detect
 from edgemeter.kernels.groups import regressor_group
 from edgemeter.predictor import PredictorPackage, load_package, save_package
-from edgemeter.predictor.metrics import accuracy
+from edgemeter.predictor.metrics import accuracy, level
 from edgemeter.predictor.model import Predictor
 
 # Feature of sampled-kernel rows (1), absent (read as 0) in zoo-model rows and in every kernel
@@ -330,16 +330,11 @@ def reference_level(ws: Workspace, collector: collect.Collector, predictor: Pred
 
 
 def level_factor(ratios: Sequence[float]) -> dict[str, Any]:
-    """The reference models' median ratio (measured over predicted), its standard error and
-    the factor applied: the median when it lies more than :data:`LEVEL_Z` standard errors from
-    1, else 1."""
-    q1, median, q3 = np.percentile(ratios, [25, 50, 75])
-    # In log terms, from the quartiles (sd ≈ IQR / 1.349, the median's error 1.2533 sd / √n):
-    # robust to the odd model that measured in a slow spell.
-    error = 1.2533 * np.log(q3 / q1) / 1.349 / np.sqrt(len(ratios))
-    return {"models": len(ratios), "median": float(median), "error": float(np.expm1(error)),
-            "factor": float(median) if abs(np.log(median)) > LEVEL_Z * error else 1.0,
-            "quartiles": [float(q1), float(q3)]}
+    """The reference models' :func:`~edgemeter.predictor.metrics.level` and the factor
+    applied: the median when it lies more than :data:`LEVEL_Z` standard errors from 1, else 1."""
+    found = level(ratios)
+    clear = abs(np.log(found["median"])) > LEVEL_Z * np.log1p(found["error"])
+    return {**found, "factor": found["median"] if clear else 1.0}
 
 
 @dataclass
