@@ -3,7 +3,7 @@ predictor's backend, evaluate, print the shares within ±5% and ±10% of the mea
 
     .venv/bin/python bench/bench_accuracy.py [--predictor NAME|PATH ...] [--per-family 5]
         [--seed 5000 | --canonical] [--families a,b] [--rounds 9]
-        [--out bench/results/accuracy] [--truth-twice]
+        [--out bench/results/accuracy] [--truth-twice] [--reference 1]
 
 Each measurement interleaves the models' rounds (``dataset measure``'s default). Besides the
 shares and RMSPE, each line gives the figures blind to a factor shared by every model (the
@@ -21,6 +21,13 @@ model files, named after the backend and thread count, so every predictor of one
 it) and prints how often the two measurements agree within ±5% and ±10%, and the predictor's
 figures against the second one: no predictor can agree with the truth more often than the truth
 agrees with itself.
+
+``--reference N`` adds N more variants per family as reference models (``dataset generate
+--reference``), measured in the same passes and not scored, and adds the figures at the level
+they set: every prediction times the references' median truth over predicted latency, and the
+share within ±10 % the same way with the measured latencies, anchor aside, as ``edgemeter
+predict --calibrate-models`` would. The speed anchor misses what the host's neighbours do to
+models that leave the core's caches; the references feel it as the scored models do.
 """
 from __future__ import annotations
 
@@ -40,6 +47,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/accuracy"))
     parser.add_argument("--truth-twice", action="store_true",
                         help="measure the set again and report how well the truth repeats")
+    parser.add_argument("--reference", type=int, default=0, metavar="N",
+                        help="N more variants per family as reference models (not scored)")
     args = parser.parse_args()
 
     from edgemeter.dataset import evaluate, generate, measure
@@ -54,7 +63,7 @@ def main() -> None:
     folder = args.out / ("dataset-canonical" if args.canonical else f"dataset-s{args.seed}")
     families = args.families.split(",") if args.families else None
     entries = generate(folder, per_family=args.per_family, seed=args.seed, families=families,
-                       progress=True, canonical=args.canonical)
+                       progress=True, canonical=args.canonical, reference=args.reference)
     print(f"held-out dataset: {len(entries)} models in {folder} "
           f"({'canonical' if args.canonical else f'seed {args.seed}'})")
     lines = []
@@ -74,7 +83,8 @@ def main() -> None:
                      + (f" at build speed (anchor); as measured ±10% {raw['within_10']:.1f}%, "
                         f"RMSPE {raw['rmspe']:.1f}%" if result.anchored else "")
                      + f"; relative: scale {rel['scale']:.3f}, ±10% {rel['within_10']:.1f}%, "
-                     f"tau {rel['kendall_tau']:.3f}  ({result.files['report']})")
+                     f"tau {rel['kendall_tau']:.3f}" + leveled(result)
+                     + f"  ({result.files['report']})")
         print(lines[-1])
         for family, f in result.families.items():
             print(f"    {family:14} n={f['n']:3}  ±5% {f['within_5']:5.1f}%  "
@@ -106,7 +116,18 @@ def truth_again(folder: Path, predictor, first, threads: int, options: dict,
     return (f"{'':28} measured again: the two truths agree ±5% {itself['within_5']:.1f}%, "
             f"±10% {itself['within_10']:.1f}%; the predictor against the second: "
             f"±5% {o['within_5']:.1f}%, ±10% {o['within_10']:.1f}%, RMSPE {o['rmspe']:.1f}%"
-            f" (relative: ±10% {second.relative['within_10']:.1f}%)")
+            f" (relative: ±10% {second.relative['within_10']:.1f}%)" + leveled(second))
+
+
+def leveled(result) -> str:
+    """The figures at the reference models' level, as a clause ('' without references)."""
+    from edgemeter.dataset.evaluate import leveled_line
+
+    if not result.leveled:
+        return ""
+    raw = result.leveled_as_measured
+    return (f"; {leveled_line(result.leveled)}; at their level as measured "
+            f"({raw['median']:.3f}): ±10% {raw['within_10']:.1f}%")
 
 
 if __name__ == "__main__":

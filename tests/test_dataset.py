@@ -184,6 +184,45 @@ def test_evaluate_puts_the_truth_at_the_predictors_speed(dataset, package, tmp_p
     assert expected != pytest.approx(ms * (speed / paired) ** 2)
 
 
+def test_reference_models_are_measured_not_scored_and_set_the_level(dataset, package,
+                                                                   tmp_path):
+    from edgemeter.predictor.metrics import accuracy, level
+
+    folder = tmp_path / "ds"
+    entries = generate(folder, per_family=1, seed=7, families=FAMILIES, reference=1)
+    # The scored models are those of the same seed without references; the next variant of
+    # each family is marked.
+    assert [e["file"] for e in entries if not e.get("reference")] == \
+        [e["file"] for e in read_index(dataset)]
+    assert [e["index"] for e in entries if e.get("reference")] == [1, 1]
+    measure(folder, "onnxruntime-cpu", threads=1, rounds=1, repeats=5, warmup=2)
+    result = evaluate(str(package), folder, out=tmp_path / "report")
+    assert result.overall["n"] == 2 and len(result.references) == 2
+    assert not any(r["reference"] for r in result.rows)
+    for leveled, truth in ((result.leveled, "truth_ms"),
+                           (result.leveled_as_measured, "measured_ms")):
+        found = level([r[truth] / r["predicted_ms"] for r in result.references])
+        assert found["median"] == pytest.approx(statistics.median(
+            r[truth] / r["predicted_ms"] for r in result.references))
+        expected = accuracy([r[truth] for r in result.rows],
+                            [found["median"] * r["predicted_ms"] for r in result.rows])
+        assert leveled == {**found, **expected}
+    assert len((tmp_path / "report" / "results.csv").read_text().splitlines()) == 5
+    assert "at the level of 2 reference models" in (tmp_path / "report" / "report.md").read_text()
+    # Asked for as scored models now, the references are scored: the index's last line counts.
+    again = generate(folder, per_family=2, seed=7, families=FAMILIES)
+    assert not any(e.get("reference") for e in again + read_index(folder))
+    plain = evaluate(str(package), folder)
+    assert plain.overall["n"] == 4 and plain.leveled == {} and plain.references == []
+    # Nothing but references: nothing to score, said in one line.
+    generate(folder, per_family=1, seed=7, families=FAMILIES[:1], reference=1)
+    path = folder / "index.jsonl"
+    path.write_text(path.read_text() + "".join(
+        json.dumps({**e, "reference": True}) + "\n" for e in read_index(folder)))
+    with pytest.raises(ConfigError, match="reference models only"):
+        evaluate(str(package), folder)
+
+
 def test_evaluate_judges_a_min_trained_predictor_on_fastest_runs(dataset, package, tmp_path):
     from edgemeter.predictor import load_package
     from edgemeter.predictor.model import Predictor

@@ -27,16 +27,21 @@ def dataset() -> None:
               help="Families to include (repeatable or comma-separated; default: all).")
 @click.option("--canonical", is_flag=True,
               help="Each family once at its published configuration instead of random "
-                   "variants (--per-family and --seed do not apply).")
+                   "variants (--per-family, --seed and --reference do not apply).")
+@click.option("--reference", default=0, show_default=True, type=click.IntRange(min=0),
+              help="More variants per family, marked as reference models: measured with the "
+                   "others, not scored, they set the level 'evaluate' also reports.")
 def generate(out: Path, per_family: int, seed: int, families: tuple[str, ...],
-             canonical: bool) -> None:
+             canonical: bool, reference: int) -> None:
     """Write random variants of the zoo's families as ONNX files plus index.jsonl."""
     from edgemeter.dataset import generate as run
 
     names = [f for item in families for f in item.split(",") if f] or None
     entries = run(out, per_family=per_family, seed=seed, families=names, progress=True,
-                  canonical=canonical)
-    click.echo(f"{len(entries)} models in {out / 'index.jsonl'}")
+                  canonical=canonical, reference=reference)
+    marked = sum(bool(e.get("reference")) for e in entries)
+    click.echo(f"{len(entries)} models in {out / 'index.jsonl'}"
+               + (f" ({marked} of them reference models)" if marked else ""))
 
 
 @dataset.command("measure")
@@ -81,7 +86,7 @@ def evaluate(name: str | None, version: str | None, folder: Path, backend: str |
              threads: int | None, out: Path | None) -> None:
     """Compare a predictor with a measured dataset: ±5/±10% shares, RMSPE, plot, report."""
     from edgemeter.dataset import evaluate as run
-    from edgemeter.dataset.evaluate import bands_line, relative_line
+    from edgemeter.dataset.evaluate import bands_line, leveled_line, relative_line
     from edgemeter.predictor.model import load_predictor
 
     predictor = load_predictor(name, version)
@@ -99,4 +104,6 @@ def evaluate(name: str | None, version: str | None, folder: Path, backend: str |
                    f"{raw['within_10']:.1f}% within ±10%, RMSPE {raw['rmspe']:.1f}%")
     click.echo(bands_line(result.bands))
     click.echo(relative_line(result.relative))
+    if result.leveled:
+        click.echo(leveled_line(result.leveled))
     click.echo(f"report: {out / 'report.md'}")

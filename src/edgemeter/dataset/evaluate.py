@@ -10,6 +10,17 @@ moment than the predictor's build is off by the drift alone. When both carry the
 median put at the predictor's machine speed, each round by the anchor timed in it and the
 model's own slope on the anchor (:meth:`~edgemeter.predictor.model.Predictor.at_own_speed`);
 ``overall_as_measured`` keeps the raw comparison.
+
+The anchor is small enough to run from the core's own caches, and the host's neighbours slow
+what does not: the same 90 models measured at 13:41 and, on the same Xeon VM, at 04:58 the next
+morning ran 8.4 % slower in median while the anchor beside them ran 0.3 % faster; in anchor
+units the two truths agreed within ±10 % for 61 % of the models, for 99 % once their median
+ratio was divided out (bench/bench_truth_hours.py, 2026-12-05). A dataset generated with
+reference models (``generate(..., reference=1)``) measures a few more zoo variants in the same
+passes: they are not scored, and the median of their truth over their predicted latency, the
+*level*, puts every prediction at the speed the machine ran them at (``leveled``);
+``leveled_as_measured`` does the same with the measured latencies, anchor aside, as ``edgemeter
+predict --calibrate-models`` would (:mod:`edgemeter.predictor.calibration`).
 """
 from __future__ import annotations
 
@@ -36,7 +47,7 @@ class Evaluation:
     backend: str
     dataset: str
     config: dict[str, Any]
-    rows: list[dict[str, Any]]                  # one per model, see results.csv
+    rows: list[dict[str, Any]]                  # one per scored model, see results.csv
     overall: dict[str, float]                   # metrics.accuracy of all models
     families: dict[str, dict[str, float]]       # the same per family
     bands: dict[str, dict[str, float]]          # the same per band of truth (latency_band)
@@ -46,9 +57,15 @@ class Evaluation:
     relative: dict[str, float] = field(default_factory=dict)  # metrics.relative_accuracy
     warnings: dict[str, int] = field(default_factory=dict)  # distinct warning -> models
     files: dict[str, str] = field(default_factory=dict)     # what was written, by kind
+    # With reference models: metrics.level of their truth over predicted latency, and the
+    # figures of the scored models with every prediction times that level (empty without
+    # references).
+    leveled: dict[str, Any] = field(default_factory=dict)
+    leveled_as_measured: dict[str, Any] = field(default_factory=dict)  # the same, raw medians
+    references: list[dict[str, Any]] = field(default_factory=list)  # rows of reference models
 
     def summary(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k != "rows"}
+        return {k: v for k, v in vars(self).items() if k not in ("rows", "references")}
 
 
 # Upper edges (ms) of the latency bands the evaluation reports apart: on the Zen 4 truths of
@@ -101,8 +118,9 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
              threads: int | None = None, out: str | Path | None = None) -> Evaluation:
     """Predict every measured model of the dataset and compare; with ``out``, write the
     report there. ``predictor`` is a :class:`~edgemeter.predictor.model.Predictor`, or a name
-    or package path for :func:`~edgemeter.predictor.model.load_predictor`."""
-    from edgemeter.predictor.metrics import accuracy, relative_accuracy
+    or package path for :func:`~edgemeter.predictor.model.load_predictor`. Reference models
+    (marked in the index) are not scored: they set the level of :attr:`Evaluation.leveled`."""
+    from edgemeter.predictor.metrics import accuracy, level, relative_accuracy
     from edgemeter.predictor.model import Predictor, load_predictor
 
     if not isinstance(predictor, Predictor):
@@ -131,8 +149,13 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
                      "predicted_ms": p.latency_ms,
                      "error_pct": 100 * (p.latency_ms - truth) / truth,
                      "coverage_kernels": p.coverage["kernels"],
-                     "coverage_flops": p.coverage["flops"], "kernels": len(p.kernels)})
+                     "coverage_flops": p.coverage["flops"], "kernels": len(p.kernels),
+                     "reference": bool(entry.get("reference", False))})
         warnings.update(set(p.warnings))
+    references = [r for r in rows if r["reference"]]
+    rows = [r for r in rows if not r["reference"]]
+    if not rows:
+        raise ConfigError(f"{folder} has reference models only: nothing to score")
 
     def figures(subset: list[dict[str, Any]], truth: str = "truth_ms") -> dict[str, float]:
         return accuracy([r[truth] for r in subset], [r["predicted_ms"] for r in subset])
@@ -151,6 +174,16 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
                         relative_accuracy([r["truth_ms"] for r in rows],
                                           [r["predicted_ms"] for r in rows]),
                         dict(warnings.most_common()))
+    def at_level(truth: str) -> dict[str, Any]:
+        found = level([r[truth] / r["predicted_ms"] for r in references])
+        return {**found, **accuracy([r[truth] for r in rows],
+                                    [found["median"] * r["predicted_ms"] for r in rows])}
+
+    if references:
+        result.references = references
+        result.leveled = at_level("truth_ms")
+        # Without the anchor: what 'predict --calibrate-models' gives a user.
+        result.leveled_as_measured = at_level("measured_ms")
     if out is not None:
         write_report(result, Path(out))
     return result
@@ -165,7 +198,7 @@ def write_report(result: Evaluation, out: Path) -> None:
     with open(out / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, list(result.rows[0]), lineterminator="\n")
         writer.writeheader()
-        writer.writerows(result.rows)
+        writer.writerows(result.rows + result.references)
     (out / "summary.json").write_text(json.dumps(result.summary(), indent=1) + "\n")
     scatter(result.rows, out / "scatter.png",
             title=f"{result.predictor} vs {result.backend} "
@@ -187,7 +220,8 @@ def markdown(result: Evaluation) -> str:
     text = [
         f"# {result.predictor} on {Path(result.dataset).name}", "",
         f"- backend: {result.backend}, settings {json.dumps(result.config, sort_keys=True)}",
-        f"- dataset: `{result.dataset}`, {len(result.rows)} measured models",
+        f"- dataset: `{result.dataset}`, {len(result.rows)} measured models"
+        + (f" and {len(result.references)} reference models" if result.references else ""),
         ("- truth: the median of each model's round medians (fresh processes)"
          if result.statistic == "median" else
          "- truth: each model's fastest timed run (the predictor was trained on fastest runs)")
@@ -197,7 +231,8 @@ def markdown(result: Evaluation) -> str:
         f"- machine: {platform.machine()} {platform.system()}, evaluated "
         f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}",
         f"- mean FLOPs coverage by trained regressors: {100 * coverage:.1f}%",
-        f"- {relative_line(result.relative)}", "",
+        f"- {relative_line(result.relative)}",
+        *([f"- {leveled_line(result.leveled)}"] if result.leveled else []), "",
         "## Accuracy", "", *head("family"), line("**all**", result.overall),
         *(line(f, figures) for f, figures in result.families.items()), "",
         "By the truth's latency (where the misses gather):", "",
@@ -227,3 +262,11 @@ def relative_line(relative: dict[str, float]) -> str:
             f"median; divided by that, {relative['within_5']:.1f}% within ±5%, "
             f"{relative['within_10']:.1f}% within ±10%; rank correlation (Kendall's tau) "
             + (f"{tau:.3f}" if tau is not None else "needs two models"))
+
+
+def leveled_line(leveled: dict[str, Any]) -> str:
+    """The figures at the level the reference models set, in one sentence."""
+    return (f"at the level of {leveled['models']} reference models (their truth "
+            f"{leveled['median']:.3f}x their prediction in median, ±{100 * leveled['error']:.1f}%):"
+            f" {leveled['within_5']:.1f}% within ±5%, {leveled['within_10']:.1f}% within ±10%, "
+            f"RMSPE {leveled['rmspe']:.1f}%")

@@ -6,6 +6,11 @@ adds models, and another seed gives a held-out set that shares no draw with it. 
 set is each family once at its published configuration (the zoo's default variant), with
 widths such as ShuffleNetV2's 116 (split into branches of 58) that random widths, multiples of
 8, never produce and to which runtimes are not indifferent.
+
+``reference`` more variants of each family (the next indices after ``per_family``) are marked
+``"reference": true`` in the index: measured with the others, they are not scored but give the
+evaluation the level this machine runs at against the predictor's build
+(:func:`~edgemeter.dataset.evaluate.evaluate`).
 """
 from __future__ import annotations
 
@@ -64,11 +69,12 @@ def _rng(seed: int, family: str, i: int) -> np.random.Generator:
 
 def generate(folder: str | Path, per_family: int = 10, seed: int = 0,
              families: Sequence[str] | None = None, progress: bool = False,
-             canonical: bool = False) -> list[dict[str, Any]]:
-    """Write ``per_family`` random variants of each family (default: :data:`DEFAULT_FAMILIES`),
-    or with ``canonical`` the family's published configuration once (``per_family`` and
-    ``seed`` do not apply), and return the index entries of the requested models. Models
-    already in the index are kept, so an interrupted run resumes where it stopped."""
+             canonical: bool = False, reference: int = 0) -> list[dict[str, Any]]:
+    """Write ``per_family`` random variants of each family (default: :data:`DEFAULT_FAMILIES`)
+    and ``reference`` more marked as reference models, or with ``canonical`` the family's
+    published configuration once (``per_family``, ``seed`` and ``reference`` do not apply), and
+    return the index entries of the requested models. Models already in the index are kept,
+    so an interrupted run resumes where it stopped."""
     from tqdm import tqdm
 
     from edgemeter import zoo
@@ -80,28 +86,40 @@ def generate(folder: str | Path, per_family: int = 10, seed: int = 0,
         zoo.get_family(name)  # unknown names fail before any work
     if per_family < 1:
         raise ConfigError(f"per_family must be >= 1, got {per_family}")
+    if reference < 0:
+        raise ConfigError(f"reference must be >= 0, got {reference}")
     (folder / MODELS).mkdir(parents=True, exist_ok=True)
     index_path = folder / INDEX
     done = {e["file"]: e for e in jsonl.read(index_path)}
     if canonical:
-        seed, per_family = None, 1
-    wanted = [(name, i) for name in names for i in range(per_family)]
+        seed, per_family, reference = None, 1, 0
+    wanted = [(name, i) for name in names for i in range(per_family + reference)]
     entries = []
     with jsonl.open_append(index_path) as index, tqdm(total=len(wanted), desc="generate", unit="model",
                                              disable=not progress) as bar:
         for name, i in wanted:
             file = model_file(name, seed, i)
-            entry = done.get(file)
-            if entry is None or not (folder / file).is_file():
+            entry, role = done.get(file), i >= per_family
+            if entry is not None and (folder / file).is_file():
+                if entry.get("reference", False) != role:  # asked for in the other role now
+                    entry = _with_role(entry, role)
+                    jsonl.write(index, entry)
+            else:
                 variant = ({} if canonical
                            else zoo.sample_variant(name, _rng(seed, name, i)))
                 module, shape = zoo.build(name, variant)
                 zoo.export_onnx(module, shape, folder / file)
                 cost = load_graph(folder / file).total_cost()
-                entry = {"file": file, "family": name, "index": i, "seed": seed,
-                         "input_shape": list(shape), "flops": cost.flops, "params": cost.params,
-                         "variant": variant}
+                entry = _with_role({"file": file, "family": name, "index": i, "seed": seed,
+                                    "input_shape": list(shape), "flops": cost.flops,
+                                    "params": cost.params, "variant": variant}, role)
                 jsonl.write(index, entry)
             entries.append(entry)
             bar.update()
     return entries
+
+
+def _with_role(entry: dict[str, Any], reference: bool) -> dict[str, Any]:
+    """``entry`` marked as a reference model, or as a scored one (no mark: older indexes)."""
+    entry = {k: v for k, v in entry.items() if k != "reference"}
+    return {**entry, "reference": True} if reference else entry
