@@ -289,6 +289,65 @@ def test_cli_calibrate(trained, tmp_path, capsys):
     assert code == 0 and json.loads(out)[0]["latency_ms"] > 0
 
 
+def test_a_level_scales_every_prediction_and_is_measured_on_reference_models(trained,
+                                                                           tmp_path):
+    pytest.importorskip("torch")
+    from edgemeter.predictor.calibration import REFERENCE_SEED, measure_level
+    from edgemeter.predictor.metrics import level
+
+    base = Predictor.from_package(trained["folder"])
+    path = trained["paths"][0]
+    high = base.leveled(1.1)
+    assert base.level == 1.0 and high.level == 1.1
+    plain, leveled = base.predict(path), high.predict(path)
+    assert leveled.latency_ms == pytest.approx(1.1 * plain.latency_ms)
+    assert leveled.overhead_ms == pytest.approx(1.1 * plain.overhead_ms)
+    assert [k["latency_ms"] for k in leveled.kernels] == \
+        pytest.approx([1.1 * k["latency_ms"] for k in plain.kernels])
+    kernels = [base.detect(path)[1]]
+    assert high.predict_kernels(kernels) == pytest.approx(1.1 * base.predict_kernels(kernels))
+    for bad in (0, -1.0, float("nan"), "fast"):
+        with pytest.raises(ConfigError, match="positive number"):
+            base.leveled(bad)
+    # Measured: reference zoo variants of the fixed seed, run on the package's backend now;
+    # the level is their median measured over predicted, whatever level was set before.
+    found = measure_level(high, families=["squeezenet", "mobilenetv1"], folder=tmp_path)
+    files = sorted(tmp_path.glob("models/*.onnx"))
+    assert [f.name for f in files] == [f"mobilenetv1-s{REFERENCE_SEED}-000.onnx",
+                                       f"squeezenet-s{REFERENCE_SEED}-000.onnx"]
+    # The test's tiny predictor knows no zoo model well: the level is only sane, not near 1.
+    assert found["models"] == 2 and 0.01 < found["median"] < 100
+    rows = {r["model"]: r for r in found["rows"]}
+    for f, p in zip(files, base.predict_batch(files)):
+        row = rows[f"models/{f.name}"]
+        assert row["predicted_ms"] == pytest.approx(p.latency_ms) and row["measured_ms"] > 0
+    assert found["median"] == pytest.approx(
+        level([r["measured_ms"] / r["predicted_ms"] for r in found["rows"]])["median"])
+    again = base.leveled(families=["squeezenet"], folder=tmp_path / "one")
+    assert 0.01 < again.level < 100 and again.level != 1.0
+
+
+def test_cli_calibrate_models_predicts_at_the_measured_level(trained, capsys, monkeypatch):
+    from edgemeter.predictor import calibration
+
+    path = str(trained["paths"][0])
+    asked = []
+
+    def fake_level(predictor, **options):  # the real measurement is tested above
+        asked.append(predictor.label)
+        return {"models": 18, "median": 1.2, "error": 0.01, "quartiles": [1.1, 1.3]}
+
+    monkeypatch.setattr(calibration, "measure_level", fake_level)
+    code, out, _ = run_cli(["predict", path, "--predictor", str(trained["folder"]),
+                            "--format", "json"], capsys)
+    plain = json.loads(out)[0]["latency_ms"]
+    code, out, err = run_cli(["predict", path, "--predictor", str(trained["folder"]),
+                              "--calibrate-models", "--format", "json"], capsys)
+    assert code == 0 and len(asked) == 1
+    assert json.loads(out)[0]["latency_ms"] == pytest.approx(1.2 * plain)
+    assert "18 reference models ran 1.200x the predictions" in err
+
+
 def test_group_scale_applies_to_its_groups_kernels(trained):
     package = build_package(trained["profiled"][:3])
     path = trained["paths"][0]

@@ -41,7 +41,7 @@ def distill(predictor: Predictor, version: str, trees: int = 10, max_depth: int 
     check_name("predictor version", version)
     check_int("trees", trees, 1)
     check_int("max_depth", max_depth, 1, allow_none=True)
-    if predictor.speed_ratio != 1.0:
+    if predictor.speed_ratio != 1.0 or predictor.level != 1.0:
         raise ConfigError(f"{predictor.label} is calibrated to another machine speed: distil it "
                           "as loaded, at its own")
     # Members at the predictor's speed: an ensemble's, each put at its first member's.

@@ -44,8 +44,14 @@ def _expand(args: tuple[str, ...]) -> tuple[list[str], list[str]]:
 @click.option("--calibrate", is_flag=True,
               help="Time the speed anchor on this machine first (about a second; needs the "
                    "predictor's runtime) and predict at its speed now.")
+@click.option("--calibrate-models", is_flag=True,
+              help="Measure reference zoo models on this machine first (about a minute; needs "
+                   "the predictor's runtime and torch) and predict at the level they ran at: "
+                   "unlike the anchor, they feel what other processes on the host do to "
+                   "larger models.")
 def predict(models: tuple[str, ...], name: str | None, version: str | None,
-            input_shape: tuple[str, ...], fmt: str, calibrate: bool) -> None:
+            input_shape: tuple[str, ...], fmt: str, calibrate: bool,
+            calibrate_models: bool) -> None:
     """Predict the latency of models without running them.
 
     A FOLDER predicts every .onnx, .tflite and IR .json file inside it."""
@@ -55,6 +61,14 @@ def predict(models: tuple[str, ...], name: str | None, version: str | None,
     predictor = load_predictor(name, version)
     if calibrate:
         predictor = predictor.calibrated()
+    if calibrate_models:
+        from edgemeter.predictor.calibration import measure_level
+
+        found = measure_level(predictor, progress=fmt == "table")
+        predictor = predictor.leveled(found["median"])
+        click.echo(f"edgemeter: {found['models']} reference models ran {found['median']:.3f}x "
+                   f"the predictions (±{100 * found['error']:.1f}%); predicting at that level",
+                   err=True)
     paths, skipped = _expand(models)
     if skipped:
         click.echo(f"edgemeter: skipped {len(skipped)} non-model file(s): {', '.join(skipped)}",

@@ -156,8 +156,9 @@ class Ensemble(Predictor):
         rows = rows or KernelRows(kernels, self.group)
         return np.mean([m.kernel_parts(kernels, rows) for m in self._at_speed], axis=0)
 
-    def predict_kernels(self, kernel_lists: Sequence[Sequence[Kernel]]) -> np.ndarray:
-        rows = KernelRows([k for kernels in kernel_lists for k in kernels], self.group)
+    def _latencies(self, kernel_lists: Sequence[Sequence[Kernel]],
+                   rows: KernelRows | None = None) -> np.ndarray:
+        rows = rows or KernelRows([k for kernels in kernel_lists for k in kernels], self.group)
         return np.mean([m._latencies(kernel_lists, rows) for m in self._at_speed], axis=0)
 
     def _parts(self, detected: Sequence[tuple[Graph, list[Kernel]]],

@@ -28,6 +28,7 @@ batch: that is what makes thousands of predictions per second possible for NAS.
 """
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -179,6 +180,8 @@ class Predictor:
         self._group_of: dict[str, str] = {}
         # The machine speed now over the build's, as the anchor's times (:meth:`calibrated`).
         self.speed_ratio = 1.0
+        # Every prediction's factor, as reference models measured now set it (:meth:`leveled`).
+        self.level = 1.0
 
     @classmethod
     def from_package(cls, package: PredictorPackage | str | Path,
@@ -255,6 +258,23 @@ class Predictor:
         calibrated.speed_ratio = (self.anchor_now() if anchor_ms is None
                                   else anchor_ms) / self.anchor_ms
         return calibrated
+
+    def leveled(self, level: float | None = None, **options: Any) -> Predictor:
+        """This predictor with every prediction ``level`` times larger; None measures the
+        level now: reference zoo models run on this predictor's backend, their median measured
+        over predicted latency (:func:`~edgemeter.predictor.calibration.measure_level`, with
+        ``options``). The speed anchor is small enough to run from the core's caches and misses
+        what the host's neighbours do to models that do not; reference models feel it as other
+        models do. Apply it last: :meth:`calibrated` starts from the package again."""
+        if level is None:
+            from edgemeter.predictor.calibration import measure_level
+
+            level = measure_level(self, **options)["median"]
+        if not (isinstance(level, (int, float)) and np.isfinite(level) and level > 0):
+            raise ConfigError(f"a level must be a positive number, got {level!r}")
+        leveled = copy.copy(self)
+        leveled.level = float(level)
+        return leveled
 
     def anchor_now(self) -> float:
         """The speed anchor's time now on this predictor's backend, with the settings it was
@@ -355,7 +375,8 @@ class Predictor:
     def predict_kernels(self, kernel_lists: Sequence[Sequence[Kernel]]) -> np.ndarray:
         """Model latencies (ms) of many models given as their detected kernels: the NAS fast
         path, with every regressor called once for the whole batch."""
-        return self._latencies(kernel_lists)
+        latencies = self._latencies(kernel_lists)
+        return latencies if self.level == 1.0 else latencies * self.level
 
     def _latencies(self, kernel_lists: Sequence[Sequence[Kernel]],
                    rows: KernelRows | None = None) -> np.ndarray:
@@ -390,9 +411,10 @@ class Predictor:
         """Predictions for graphs already split into kernels (:meth:`detect`); ``models`` (what
         was imported: paths are kept as the ``model`` label) default to the graphs' names."""
         models = models if models is not None else [graph.name for graph, _ in detected]
-        return [self._prediction(model, graph, kernels, *parts)
-                for model, (graph, kernels), parts in zip(models, detected,
-                                                          self._parts(detected))]
+        return [self._prediction(model, graph, kernels, self.level * ms, self.level * overhead,
+                                 covered)
+                for model, (graph, kernels), (ms, overhead, covered)
+                in zip(models, detected, self._parts(detected))]
 
     def _parts(self, detected: Sequence[tuple[Graph, list[Kernel]]],
                rows: KernelRows | None = None) -> list[tuple[np.ndarray, float, np.ndarray]]:

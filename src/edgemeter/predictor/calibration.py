@@ -1,0 +1,61 @@
+"""The level: how much slower than a predictor says this machine runs models now, measured on
+reference models.
+
+The speed anchor (:mod:`edgemeter.backends.anchor`) is a sub-millisecond network that runs from
+the core's own caches. A host's neighbours slow what leaves them: on a Xeon VM (2026-12-05) the
+same 90 zoo models ran 8.4 % slower in median at 04:58 than at 13:41 the day before while the
+anchor beside them ran 0.3 % faster (bench/bench_truth_hours.py). Reference models are zoo
+variants like the models users predict: one per family of a fixed seed, measured on the
+predictor's backend with its settings, and predicted; the median of measured over predicted is
+the level (:func:`edgemeter.predictor.metrics.level`), and :meth:`Predictor.leveled
+<edgemeter.predictor.model.Predictor.leveled>` multiplies every prediction by it.
+"""
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgemeter.errors import EdgemeterError
+
+if TYPE_CHECKING:
+    from edgemeter.predictor.model import Predictor
+
+# Zoo variants of this seed are the reference models; no build or benchmark draws from it.
+REFERENCE_SEED = 20261205
+# Three fresh processes of 20 timed runs: about half a minute for the 18 families here. A
+# level is a median over many models, so each needs less than a truth's nine rounds.
+LEVEL_PROTOCOL = {"warmup": 10, "repeats": 20, "rounds": 3}
+
+
+def measure_level(predictor: Predictor, families: Sequence[str] | None = None,
+                  per_family: int = 1, folder: str | Path | None = None,
+                  progress: bool = False) -> dict[str, Any]:
+    """Measure reference models on ``predictor``'s backend now (``per_family`` variants of
+    each of ``families``, default all but SSD; generated into ``folder``, default a temporary
+    one) and return their :func:`~edgemeter.predictor.metrics.level` (measured over
+    predicted) with ``rows``, each model's measured and predicted ms. Needs the backend's
+    runtime, and torch to write the models."""
+    from edgemeter.backends import Protocol, measure_models
+    from edgemeter.dataset.generate import generate
+    from edgemeter.predictor.metrics import level
+
+    with tempfile.TemporaryDirectory(prefix="edgemeter-level-") as scratch:
+        where = Path(folder) if folder is not None else Path(scratch)
+        entries = generate(where, per_family=per_family, seed=REFERENCE_SEED,
+                           families=families, progress=progress)
+        paths = [where / e["file"] for e in entries]
+        settings = predictor.package.extra.get("backend_settings")
+        measured = measure_models(paths, predictor.backend, settings,
+                                  Protocol(**LEVEL_PROTOCOL, interleave=True))
+        failed = [m for m in measured if not m.ok]
+        if failed:
+            raise EdgemeterError(f"cannot measure the reference models on {predictor.backend}: "
+                                 f"{Path(failed[0].model).name}: {failed[0].error}")
+        # Against the predictions before any level: a new level replaces the old one.
+        statistic = predictor.package.extra.get("statistic", "median")
+        rows = [{"model": e["file"], "measured_ms": m.latency_ms(statistic),
+                 "predicted_ms": p.latency_ms / predictor.level}
+                for e, m, p in zip(entries, measured, predictor.predict_batch(paths))]
+    return {**level([r["measured_ms"] / r["predicted_ms"] for r in rows]), "rows": rows}
