@@ -45,7 +45,7 @@ def _expand(args: tuple[str, ...]) -> tuple[list[str], list[str]]:
               help="Time the speed anchor on this machine first (about a second; needs the "
                    "predictor's runtime) and predict at its speed now.")
 @click.option("--calibrate-models", is_flag=True,
-              help="Measure reference zoo models on this machine first (about a minute; needs "
+              help="Measure reference zoo models on this machine first (about 35 s; needs "
                    "the predictor's runtime and torch) and predict at the level they ran at: "
                    "unlike the anchor, they feel what other processes on the host do to "
                    "larger models.")
