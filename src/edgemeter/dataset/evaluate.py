@@ -160,6 +160,12 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
     def figures(subset: list[dict[str, Any]], truth: str = "truth_ms") -> dict[str, float]:
         return accuracy([r[truth] for r in subset], [r["predicted_ms"] for r in subset])
 
+    def at_level(truth: str) -> dict[str, Any]:
+        """The references' level of ``truth`` and the scored models' figures at it."""
+        found = level([r[truth] / r["predicted_ms"] for r in references])
+        return {**found, **accuracy([r[truth] for r in rows],
+                                    [found["median"] * r["predicted_ms"] for r in rows])}
+
     def grouped(group: Callable[[dict], str], order: str) -> dict[str, dict[str, float]]:
         """Figures per group of rows, the groups in the order of their rows' ``order`` key."""
         groups: dict[str, list[dict[str, Any]]] = {}
@@ -174,11 +180,6 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
                         relative_accuracy([r["truth_ms"] for r in rows],
                                           [r["predicted_ms"] for r in rows]),
                         dict(warnings.most_common()))
-    def at_level(truth: str) -> dict[str, Any]:
-        found = level([r[truth] / r["predicted_ms"] for r in references])
-        return {**found, **accuracy([r[truth] for r in rows],
-                                    [found["median"] * r["predicted_ms"] for r in rows])}
-
     if references:
         result.references = references
         result.leveled = at_level("truth_ms")
