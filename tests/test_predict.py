@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 import edgemeter
 from edgemeter.cli import main
 from edgemeter.errors import ConfigError, ModelError
-from edgemeter.predictor import registry
+from edgemeter.predictor import metrics, registry
 from edgemeter.predictor.model import Predictor
 from edgemeter.predictor.package import regressor_file
 
@@ -333,19 +333,31 @@ def test_cli_calibrate_models_predicts_at_the_measured_level(trained, capsys, mo
     path = str(trained["paths"][0])
     asked = []
 
+    spread = {"value": 0.02}
+
     def fake_level(predictor, **options):  # the real measurement is tested above
         asked.append(predictor.label)
-        return {"models": 18, "median": 1.2, "error": 0.01, "quartiles": [1.1, 1.3]}
+        return {"models": 18, "median": 1.2, "error": 0.01, "quartiles": [1.1, 1.3],
+                "spread": spread["value"],
+                "expected_within_10": metrics.expected_within(spread["value"], 10)}
 
     monkeypatch.setattr(calibration, "measure_level", fake_level)
     code, out, _ = run_cli(["predict", path, "--predictor", str(trained["folder"]),
                             "--format", "json"], capsys)
     plain = json.loads(out)[0]["latency_ms"]
-    code, out, err = run_cli(["predict", path, "--predictor", str(trained["folder"]),
-                              "--calibrate-models", "--format", "json"], capsys)
+    command = ["predict", path, "--predictor", str(trained["folder"]), "--calibrate-models",
+               "--format", "json"]
+    code, out, err = run_cli(command, capsys)
     assert code == 0 and len(asked) == 1
     assert json.loads(out)[0]["latency_ms"] == pytest.approx(1.2 * plain)
-    assert "18 reference models ran 1.200x the predictions" in err
+    assert "18 reference models ran 1.200x the predictions (±1.0%), 2.0% apart (sd): " \
+           "about 100% of models within ±10%" in err and "warning" not in err
+    # References far apart: the same level, and a warning that single models are uncertain.
+    spread["value"] = 0.07
+    code, out, err = run_cli(command, capsys)
+    assert code == 0 and json.loads(out)[0]["latency_ms"] == pytest.approx(1.2 * plain)
+    assert "7.0% apart (sd): about 86% of models" in err
+    assert "warning: this machine moves models unevenly now" in err
 
 
 def test_group_scale_applies_to_its_groups_kernels(trained):

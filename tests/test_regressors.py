@@ -353,9 +353,31 @@ def test_level_is_a_robust_median_with_its_error():
     spell = metrics.level([1.08, 1.09, 1.10, 1.09, 1.08, 1.10, 1.09, 1.9])
     assert spell["median"] == pytest.approx(1.09) and spell["error"] < 0.01
     assert spell["quartiles"] == pytest.approx([1.0875, 1.1])
+    # The spread of single models: sd of the logs from the quartiles, what they foretell.
+    wide = metrics.level([0.9, 0.95, 1.0, 1.05, 1.1, 1.0, 0.97, 1.03])
+    sd = np.log(wide["quartiles"][1] / wide["quartiles"][0]) / 1.349
+    assert wide["spread"] == pytest.approx(np.expm1(sd))
+    assert wide["expected_within_10"] == pytest.approx(metrics.expected_within(wide["spread"], 10))
+    assert spell["spread"] < wide["spread"] and spell["expected_within_10"] > 99.9
     for bad in ([], [1.0, 0.0], [1.0, float("nan")]):
         with pytest.raises(ValueError, match="positive, finite ratios"):
             metrics.level(bad)
+
+
+def test_expected_within_is_the_normal_share_of_log_errors_inside_the_band():
+    from scipy.stats import norm
+
+    for spread in (0.02, 0.05, 0.07, 0.2):
+        sd = np.log1p(spread)
+        share = 100 * (norm.cdf(np.log(1.1), scale=sd) - norm.cdf(np.log(0.9), scale=sd))
+        assert metrics.expected_within(spread, 10) == pytest.approx(share, rel=1e-9)
+    assert metrics.expected_within(0.0, 10) == 100.0
+    # The Xeon truths of 2026-12-05 07:02-07:21: references 7 % apart, 86-89 % within.
+    assert 80 < metrics.expected_within(0.07, 10) < 90 < metrics.expected_within(0.05, 10)
+    assert metrics.expected_within(0.05, 5) < metrics.expected_within(0.05, 10)
+    for spread, tolerance in ((-0.01, 10), (0.05, 0)):
+        with pytest.raises(ValueError, match="spread >= 0 and a positive tolerance"):
+            metrics.expected_within(spread, tolerance)
 
 
 def test_train_kernel_regressor_splits_and_scores():

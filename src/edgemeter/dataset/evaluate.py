@@ -268,6 +268,7 @@ def relative_line(relative: dict[str, float]) -> str:
 def leveled_line(leveled: dict[str, Any]) -> str:
     """The figures at the level the reference models set, in one sentence."""
     return (f"at the level of {leveled['models']} reference models (their truth "
-            f"{leveled['median']:.3f}x their prediction in median, ±{100 * leveled['error']:.1f}%):"
-            f" {leveled['within_5']:.1f}% within ±5%, {leveled['within_10']:.1f}% within ±10%, "
-            f"RMSPE {leveled['rmspe']:.1f}%")
+            f"{leveled['median']:.3f}x their prediction in median, ±{100 * leveled['error']:.1f}%,"
+            f" {100 * leveled['spread']:.1f}% apart: {leveled['expected_within_10']:.0f}% "
+            f"expected within ±10%): {leveled['within_5']:.1f}% within ±5%, "
+            f"{leveled['within_10']:.1f}% within ±10%, RMSPE {leveled['rmspe']:.1f}%")
