@@ -325,6 +325,10 @@ def test_a_level_scales_every_prediction_and_is_measured_on_reference_models(tra
         level([r["measured_ms"] / r["predicted_ms"] for r in found["rows"]])["median"])
     again = base.leveled(families=["squeezenet"], folder=tmp_path / "one")
     assert 0.01 < again.level < 100 and again.level != 1.0
+    # The measurement stays with the level it set; a level set by hand has none.
+    assert again.reference_level["median"] == again.level and high.reference_level is None
+    assert again.reference_level["models"] == 1 and base.reference_level is None
+    assert {"spread", "expected_within_10", "rows"} <= set(again.reference_level)
 
 
 def test_cli_calibrate_models_predicts_at_the_measured_level(trained, capsys, monkeypatch):

@@ -67,10 +67,8 @@ def predict(models: tuple[str, ...], name: str | None, version: str | None,
     if calibrate:
         predictor = predictor.calibrated()
     if calibrate_models:
-        from edgemeter.predictor.calibration import measure_level
-
-        found = measure_level(predictor, progress=fmt == "table")
-        predictor = predictor.leveled(found["median"])
+        predictor = predictor.leveled(progress=fmt == "table")
+        found = predictor.reference_level
         click.echo(f"edgemeter: {found['models']} reference models ran {found['median']:.3f}x "
                    f"the predictions (±{100 * found['error']:.1f}%), {100 * found['spread']:.1f}% "
                    f"apart (sd): about {found['expected_within_10']:.0f}% of models within ±10% "

@@ -180,8 +180,10 @@ class Predictor:
         self._group_of: dict[str, str] = {}
         # The machine speed now over the build's, as the anchor's times (:meth:`calibrated`).
         self.speed_ratio = 1.0
-        # Every prediction's factor, as reference models measured now set it (:meth:`leveled`).
+        # Every prediction's factor, as reference models measured now set it (:meth:`leveled`),
+        # and that measurement (None for a level set by hand): its spread says how far to trust it.
         self.level = 1.0
+        self.reference_level: dict[str, Any] | None = None
 
     @classmethod
     def from_package(cls, package: PredictorPackage | str | Path,
@@ -265,15 +267,19 @@ class Predictor:
         over predicted latency (:func:`~edgemeter.predictor.calibration.measure_level`, with
         ``options``). The speed anchor is small enough to run from the core's caches and misses
         what the host's neighbours do to models that do not; reference models feel it as other
-        models do. Apply it last: :meth:`calibrated` starts from the package again."""
+        models do. A measured level is kept with its measurement as ``reference_level`` (the
+        references' ``spread`` and ``expected_within_10`` among it). Apply it last:
+        :meth:`calibrated` starts from the package again."""
+        found = None
         if level is None:
             from edgemeter.predictor.calibration import measure_level
 
-            level = measure_level(self, **options)["median"]
+            found = measure_level(self, **options)
+            level = found["median"]
         if not (isinstance(level, (int, float)) and np.isfinite(level) and level > 0):
             raise ConfigError(f"a level must be a positive number, got {level!r}")
         leveled = copy.copy(self)
-        leveled.level = float(level)
+        leveled.level, leveled.reference_level = float(level), found
         return leveled
 
     def anchor_now(self) -> float:
