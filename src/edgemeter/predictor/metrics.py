@@ -92,11 +92,12 @@ def level(ratios: ArrayLike) -> dict[str, float]:
     if ratios.size == 0 or np.any(ratios <= 0) or not np.all(np.isfinite(ratios)):
         raise ValueError("a level needs one or more positive, finite ratios")
     q1, median, q3 = np.percentile(ratios, [25, 50, 75])
-    spread = np.log(q3 / q1) / 1.349
+    sd = np.log(q3 / q1) / 1.349
+    spread = float(np.expm1(sd))
     return {"models": int(ratios.size), "median": float(median),
-            "error": float(np.expm1(1.2533 * spread / np.sqrt(ratios.size))),
-            "quartiles": [float(q1), float(q3)], "spread": float(np.expm1(spread)),
-            "expected_within_10": expected_within(float(np.expm1(spread)), 10)}
+            "error": float(np.expm1(1.2533 * sd / np.sqrt(ratios.size))),
+            "quartiles": [float(q1), float(q3)], "spread": spread,
+            "expected_within_10": expected_within(spread, 10)}
 
 
 def expected_within(spread: float, tolerance_pct: float) -> float:
