@@ -17,6 +17,8 @@
         --ensemble 1.23,1.17,1.16                # the mean of shipped builds (measures nothing)
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.25 \
         --distill 1.24                           # one forest per group fitted to 1.24's kernels
+    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.35 \
+        --distill 1.33 --distill-zoo 20          # and to its kernels of 20 zoo variants a family
 
 Each CPU a predictor is built on gets its own version: ``find_predictor`` picks, by default, the
 newest version built on a machine like the one it runs on.
@@ -101,16 +103,21 @@ def ship(package: Path, name: str, version: str, trees: int | None = None) -> Pa
     return save_package(built, target, overwrite=True)
 
 
-def distill_shipped(name: str, source: str, version: str, trees: int | None) -> Path:
+def distill_shipped(name: str, source: str, version: str, trees: int | None,
+                    zoo_per_family: int) -> Path:
     """Ship ``version`` of ``name`` fitted to the shipped version ``source`` (an ensemble's
     predictions, at the cost of one build: :mod:`edgemeter.builder.distill`), ``trees`` per
-    forest (None: distill's default)."""
+    forest (None: distill's default), on its members' training rows and the kernels of
+    ``zoo_per_family`` unmeasured zoo variants per family."""
     from edgemeter import load_predictor
-    from edgemeter.builder.distill import distill
+    from edgemeter.builder.distill import distill, zoo_kernels
     from edgemeter.predictor import save_package
 
+    predictor = load_predictor(name, source)
+    models = zoo_kernels(predictor, zoo_per_family, progress=True) if zoo_per_family else []
+    kernels = [kernel for model in models for kernel in model]
     options = {} if trees is None else {"trees": trees}
-    package = distill(load_predictor(name, source), version, **options)
+    package = distill(predictor, version, kernels=kernels, **options)
     return save_package(package, SHIPPED / name / f"{version}.zip", overwrite=True)
 
 
@@ -142,6 +149,10 @@ def main() -> None:
                         help="write --version as one package fitted to the predictions of the "
                              "shipped version V of the --only predictor, an ensemble's at a "
                              "single build's cost (measures nothing)")
+    parser.add_argument("--distill-zoo", type=int, default=0, metavar="N",
+                        help="with --distill: fit also to V's predictions for the kernels of N "
+                             "unmeasured zoo variants per family, so the package follows V "
+                             "on models like them (default 0)")
     parser.add_argument("--repack", action="store_true",
                         help="measure nothing: write the shipped packages again in the current "
                              "file format (after a format change)")
@@ -158,12 +169,15 @@ def main() -> None:
     if args.trees is not None and not (args.repack or args.distill):
         raise SystemExit("--trees trims shipped packages or sizes distilled ones: use it with "
                          "--repack or --distill")
+    if args.distill_zoo and not args.distill:
+        raise SystemExit("--distill-zoo says what --distill fits on: use it with --distill")
     for option in ("ensemble", "distill"):
         if getattr(args, option) and not (args.only and len(args.only) == 1 and args.version):
             raise SystemExit(f"--{option} needs one --only predictor and the --version to write")
     for name in args.only or list(TARGETS):
         if args.distill:
-            targets = [distill_shipped(name, args.distill, args.version, args.trees)]
+            targets = [distill_shipped(name, args.distill, args.version, args.trees,
+                                       args.distill_zoo)]
         elif args.ensemble:
             from edgemeter.predictor.ensemble import write_ensemble
             targets = [write_ensemble(SHIPPED / name, name, args.version,

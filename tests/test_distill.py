@@ -9,7 +9,8 @@ import pytest
 from test_ensemble import builds, shipped  # noqa: F401  (fixtures: two builds, shipped)
 from test_predict import run_cli
 
-from edgemeter.builder.distill import distill
+from edgemeter import zoo
+from edgemeter.builder.distill import distill, zoo_kernels
 from edgemeter.errors import ConfigError
 from edgemeter.predictor.ensemble import Ensemble
 from edgemeter.predictor.model import Predictor, load_predictor
@@ -54,13 +55,34 @@ def test_a_distilled_package_predicts_as_its_ensemble(builds, ensemble, tmp_path
     assert rms["members"] > 0.05 and rms["distilled"] < 0.6 * rms["members"]
 
 
-def test_a_shipped_distilled_package_is_the_newest_version(ensemble, shipped, capsys):  # noqa: F811
-    package = distill(ensemble, "3.0", trees=5)
+def test_kernels_of_unmeasured_models_bring_it_nearer_there(ensemble):
+    """Fitted to the ensemble's parts of zoo variants' kernels too, the forest follows it on
+    those variants more closely than fitted to the training rows alone."""
+    models = zoo_kernels(ensemble, 1, seed=7)
+    assert len(models) == len(zoo.FAMILIES) and all(models)
+    kernels = [k for model in models for k in model]
+    plain = distill(ensemble, "3.0", trees=20)
+    nearer = distill(ensemble, "3.0", trees=20, kernels=kernels)
+    assert nearer.extra["distilled"]["unmeasured_kernels"] == len(kernels)
+    assert sum(nearer.extra["distilled"]["rows"].values()) > sum(
+        plain.extra["distilled"]["rows"].values())
+    mean = ensemble.predict_kernels(models)
+    gaps = {name: float(np.sqrt(np.mean(np.square(
+        Predictor(package).predict_kernels(models) / mean - 1))))
+        for name, package in (("plain", plain), ("nearer", nearer))}
+    assert gaps["nearer"] < 0.5 * gaps["plain"], gaps
+
+
+def test_a_shipped_distilled_package_is_the_newest_version(builds, ensemble, shipped,  # noqa: F811
+                                                           capsys):
+    kernels = ensemble.detect(builds["paths"][0])[1]
+    package = distill(ensemble, "3.0", trees=5, kernels=kernels)
     save_package(package, shipped / "3.0.zip")
     assert load_predictor().label == "tiny-ort 3.0"  # no members to load: a single package
     code, out, _ = run_cli(["predictors", "info", "tiny-ort"], capsys)
     assert code == 0 and ("distilled: from tiny-ort 2.0 (mean of 1.0, 1.1), 5 trees of at most "
-                          "14 levels") in out
+                          f"14 levels per kernel fitted to its predictions on its members' rows "
+                          f"and on {len(kernels)} kernels of unmeasured models") in out
     conv = next(line.split() for line in out.splitlines() if line.split()[:1] == ["conv"])
     assert conv[2] == str(package.extra["distilled"]["rows"]["conv"]) != "0"
     code, out, _ = run_cli(["predictors", "list"], capsys)

@@ -88,9 +88,12 @@ def info(name: str, version: str | None, as_json: bool) -> None:
         mean = f" (mean of {', '.join(map(str, members))})" if isinstance(members, list) else ""
         depth = distilled.get("max_depth")
         levels = f" of at most {depth} levels" if isinstance(depth, int) else ""
+        unmeasured = distilled.get("unmeasured_kernels")
+        more = (f" and on {unmeasured} kernels of unmeasured models"
+                if isinstance(unmeasured, int) and unmeasured else "")
         click.echo(f"  distilled: from {distilled.get('from', '?')}{mean}, "
                    f"{distilled.get('trees', '?')} trees{levels} per kernel fitted to its "
-                   "predictions on its members' rows (SAMPLES)")
+                   f"predictions on its members' rows{more} (SAMPLES)")
         fitted_rows = distilled.get("rows") if isinstance(distilled.get("rows"), dict) else {}
     anchor = manifest.get("extra", {}).get("anchor")
     if isinstance(anchor, dict) and isinstance(anchor.get("anchor_ms"), (int, float)):
