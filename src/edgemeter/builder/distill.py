@@ -4,14 +4,16 @@ An ensemble (:mod:`edgemeter.predictor.ensemble`) walks every member's trees for
 so each prediction costs the sum of its members'. Here each regressor group gets one forest
 fitted to the ensemble's own kernel parts (:meth:`~edgemeter.predictor.model.Predictor.
 kernel_parts`: group scales and the members' speeds included) on the kernel rows its members
-were trained on, so the package needs no model-term scales of its own. On the Xeon (2026-12-04)
+were trained on, and on the kernels of unmeasured zoo variants if given (:func:`zoo_kernels`),
+so the package needs no model-term scales of its own. On the Xeon (2026-12-04)
 forests of 20 trees fitted to 1.18 (the mean of 1.17 and 1.16) missed ±10 % on as few measured
 models as 1.18 does and predicted a graph as fast as a single build (bench/RESULTS.md, "Session
 of 22:26"); forests of 10 missed one more of 1,044 predictions on eighteen truths and predicted
 a graph 15 % sooner ("Session of 23:50").
 
 The distilled package keeps the first member's anchor, fingerprint and fusion rules, and no
-training rows of its own: its rows are its members', which ship beside it.
+training rows of its own: its rows are its members', which ship beside it; the unmeasured
+kernels it was also fitted to are counted in its manifest, not kept.
 """
 from __future__ import annotations
 
