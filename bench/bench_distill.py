@@ -6,13 +6,13 @@
 
 For each forest setting, ``edgemeter.builder.distill`` fits a package to the ensemble (or any
 predictor) named, on its members' training rows and, per ``--distill-zoo``, the kernels of that
-many unmeasured zoo variants per family of the builds' training seed; then both predict the
-same zoo variants of every family (a seed no build uses; nothing is measured): the figures are
-the distilled package's gaps to the ensemble's own
-predictions, model by model (median and largest, and the share within ±1 % and ±2 %), its
-zipped size, and one MobileNetV2 graph → prediction with each tree engine (medians of
-``--calls`` calls, the ensemble's beside them). Accuracy against measured truths is
-bench_accuracy.py's job; this says how much of the ensemble a setting keeps, and at what cost.
+many unmeasured zoo variants per family of the builds' training seed; then both predict the same
+zoo variants of every family (a seed no build uses; nothing is measured): the figures are the
+distilled package's gaps to the ensemble's own predictions, model by model (median and largest,
+and the share within ±1 % and ±2 %), its zipped size, and one MobileNetV2 graph → prediction
+with each tree engine (medians of ``--calls`` calls, the ensemble's beside them). Accuracy
+against measured truths is bench_accuracy.py's job; this says how much of the ensemble a setting
+keeps, and at what cost.
 """
 from __future__ import annotations
 
