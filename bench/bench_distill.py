@@ -1,6 +1,6 @@
 """Distillation: how closely packages fitted to an ensemble follow it, their size and speed.
 
-    .venv/bin/python bench/bench_distill.py [--predictor onnxruntime-cpu-1t] [--version 1.24]
+    .venv/bin/python bench/bench_distill.py [--predictor onnxruntime-cpu-1t] [--version 1.33]
         [--trees 10,20,30] [--max-depth 10,12,14,none] [--distill-zoo 0,20] [--per-family 3]
         [--seed 10500]
 
@@ -37,7 +37,7 @@ def graph_ms(predictors, graph, calls: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictor", default="onnxruntime-cpu-1t")
-    parser.add_argument("--version", default="1.24", help="the version to distil (an ensemble)")
+    parser.add_argument("--version", default="1.33", help="the version to distil (an ensemble)")
     parser.add_argument("--trees", default="10,20,30", help="comma-separated tree counts")
     parser.add_argument("--max-depth", default="10,12,14,none",
                         help="comma-separated depth bounds ('none': unbounded)")

@@ -4,21 +4,20 @@
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --budget 45m
     python scripts/build_predictors.py --priors             # regenerate data/priors/ first
     python scripts/build_predictors.py --repack             # every shipped one in today's format
-    python scripts/build_predictors.py --repack --only onnxruntime-cpu-1t --version 1.16 \
+    python scripts/build_predictors.py --repack --only onnxruntime-cpu-1t --version 1.26 \
         --trees 15                               # keep each regressor's first 15 trees
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.1   # another CPU
     python scripts/build_predictors.py --only openvino-cpu-f32-1t --version 1.1 --retrain
-    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.23 --retrain \
-        --fresh-configs --workdir D   # a Xeon build: D/onnxruntime-cpu-1t is a copy of
+    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.32 --retrain \
+        --fresh-configs --workdir D   # a Zen 4 build: D/onnxruntime-cpu-1t is a copy of
                                       # bench/bench_build.py's 30-minute workspace (ws-30m)
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.15 --retrain \
         --fresh-configs --reference-models 0     # a workspace's trees without the level step
-    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.24 \
-        --ensemble 1.23,1.17,1.16                # the mean of shipped builds (measures nothing)
-    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.25 \
-        --distill 1.24                           # one forest per group fitted to 1.24's kernels
+    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.33 \
+        --ensemble 1.26,1.29,1.32                # the mean of shipped builds (measures nothing)
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.35 \
-        --distill 1.33 --distill-zoo 20          # and to its kernels of 20 zoo variants a family
+        --distill 1.33 --distill-zoo 20          # one forest per group fitted to 1.33's kernels
+                                                 # and to its kernels of 20 zoo variants a family
 
 Each CPU a predictor is built on gets its own version: ``find_predictor`` picks, by default, the
 newest version built on a machine like the one it runs on.
