@@ -13,6 +13,9 @@
                                       # bench/bench_build.py's 30-minute workspace (ws-30m)
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.15 --retrain \
         --fresh-configs --reference-models 0     # a workspace's trees without the level step
+    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.36 \
+        --fresh-configs --zoo-seed 2000 --workdir D   # trained on other zoo variants than
+                                                      # the default seed's
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.33 \
         --ensemble 1.26,1.29,1.32                # the mean of shipped builds (measures nothing)
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.35 \
@@ -57,21 +60,23 @@ SETTINGS = {"trees": 30, "zoo_train_variants": 64, "zoo_eval_variants": 1, "iter
 
 
 def build_target(name: str, workdir: Path, budget: str, overwrite_configs: bool,
-                 version: str, retrain: bool, reference_models: int | None = None) -> Path:
+                 version: str, retrain: bool, overrides: dict[str, int] | None = None) -> Path:
+    """Build ``name`` in ``workdir`` and ship it; ``overrides``: workspace settings that
+    differ from SETTINGS (``reference_models``, ``zoo_seed``), written with fresh configs."""
     from edgemeter.builder import build, create_workspace, load_workspace
     from edgemeter.builder.workspace import parse_duration
 
     backend, threads, options = TARGETS[name]
     ws_dir = workdir / name
     keep_configs = (ws_dir / "configs").is_dir() and not overwrite_configs
-    if keep_configs and reference_models is not None:
-        raise SystemExit(f"{name}: --reference-models changes the workspace's configs; add "
+    if keep_configs and overrides:
+        flags = ", ".join("--" + key.replace("_", "-") for key in overrides)
+        raise SystemExit(f"{name}: {flags} changes the workspace's configs; add "
                          "--fresh-configs (measurements are kept)")
     if not keep_configs:
-        settings = SETTINGS if reference_models is None else {
-            **SETTINGS, "reference_models": reference_models}
         create_workspace(ws_dir, backend, overwrite=True, threads=threads, options=options,
-                         name=name, version=version, budget=budget, **settings)
+                         name=name, version=version, budget=budget,
+                         **{**SETTINGS, **(overrides or {})})
     ws = load_workspace(ws_dir)
     report = build(ws, parse_duration(budget), retrain=retrain)
     print(f"\n== {name}\n{report.format()}")
@@ -141,6 +146,10 @@ def main() -> None:
     parser.add_argument("--reference-models", type=int, metavar="N",
                         help="with --fresh-configs: reference-level models (0: no level "
                              "step; default: the builder's)")
+    parser.add_argument("--zoo-seed", type=int, metavar="S",
+                        help="with --fresh-configs: seed of the zoo variants the build trains "
+                             "on (default: the builder's, 1000); a member of an ensemble "
+                             "trained on other variants than its fellows errs apart from them")
     parser.add_argument("--ensemble", metavar="V1,V2,...",
                         help="write --version as the mean of these shipped versions of the "
                              "--only predictor (measure nothing)")
@@ -186,9 +195,10 @@ def main() -> None:
                 p.stem for p in (SHIPPED / name).glob("*.zip"))
             targets = [ship(SHIPPED / name / f"{v}.zip", name, v, args.trees) for v in versions]
         else:
+            overrides = {key: getattr(args, key) for key in ("reference_models", "zoo_seed")
+                         if getattr(args, key) is not None}
             targets = [build_target(name, args.workdir, args.budget, args.fresh_configs,
-                                    args.version or VERSION, args.retrain,
-                                    args.reference_models)]
+                                    args.version or VERSION, args.retrain, overrides)]
         for target in targets:
             print(f"shipped: {target} ({target.stat().st_size / 1e6:.1f} MB)")
     (SHIPPED / "index.json").write_text(json.dumps({"default": DEFAULT}, indent=2) + "\n")

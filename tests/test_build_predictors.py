@@ -1,0 +1,43 @@
+"""scripts/build_predictors.py: workspace settings given on its command line reach the build."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import edgemeter.builder
+from edgemeter.builder import create_workspace, load_workspace
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "build_predictors.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("build_predictors", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Built(Exception):
+    """Raised in place of the build: the test stops where measuring would start."""
+
+
+def test_overrides_reach_fresh_configs(script, tmp_path, monkeypatch):
+    def fake_build(ws, budget, retrain):
+        raise Built(ws)
+
+    monkeypatch.setattr(edgemeter.builder, "build", fake_build)
+    with pytest.raises(Built) as built:
+        script.build_target("onnxruntime-cpu-1t", tmp_path, "1m", True, "9.1", False,
+                            {"zoo_seed": 2000, "reference_models": 3})
+    ws = built.value.args[0]
+    assert ws.build["zoo_seed"] == 2000 and ws.build["reference_models"] == 3
+    assert ws.build["trees"] == script.SETTINGS["trees"]
+    assert load_workspace(tmp_path / "onnxruntime-cpu-1t").build["version"] == "9.1"
+
+
+def test_overrides_refused_on_kept_configs(script, tmp_path):
+    create_workspace(tmp_path / "onnxruntime-cpu-1t", "onnxruntime-cpu", name="x", version="9.1")
+    with pytest.raises(SystemExit, match="--zoo-seed changes the workspace's configs"):
+        script.build_target("onnxruntime-cpu-1t", tmp_path, "1m", False, "9.1", False,
+                            {"zoo_seed": 2000})
