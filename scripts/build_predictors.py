@@ -70,8 +70,9 @@ def build_target(name: str, workdir: Path, budget: str, overwrite_configs: bool,
     ws_dir = workdir / name
     keep_configs = (ws_dir / "configs").is_dir() and not overwrite_configs
     if keep_configs and overrides:
-        flags = ", ".join("--" + key.replace("_", "-") for key in overrides)
-        raise SystemExit(f"{name}: {flags} changes the workspace's configs; add "
+        flags = " and ".join("--" + key.replace("_", "-") for key in overrides)
+        verb = "changes" if len(overrides) == 1 else "change"
+        raise SystemExit(f"{name}: {flags} {verb} the workspace's configs; add "
                          "--fresh-configs (measurements are kept)")
     if not keep_configs:
         create_workspace(ws_dir, backend, overwrite=True, threads=threads, options=options,

@@ -41,3 +41,6 @@ def test_overrides_refused_on_kept_configs(script, tmp_path):
     with pytest.raises(SystemExit, match="--zoo-seed changes the workspace's configs"):
         script.build_target("onnxruntime-cpu-1t", tmp_path, "1m", False, "9.1", False,
                             {"zoo_seed": 2000})
+    with pytest.raises(SystemExit, match="--reference-models and --zoo-seed change"):
+        script.build_target("onnxruntime-cpu-1t", tmp_path, "1m", False, "9.1", False,
+                            {"reference_models": 0, "zoo_seed": 2000})
