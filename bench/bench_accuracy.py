@@ -2,13 +2,15 @@
 predictor's backend, evaluate, print the shares within ±5% and ±10% of the measured median.
 
     .venv/bin/python bench/bench_accuracy.py [--predictor NAME|PATH ...] [--per-family 5]
-        [--seed 5000 | --canonical] [--families a,b] [--rounds 9]
+        [--seed 5000 | --canonical] [--families a,b] [--rounds 9] [--max-rounds 27]
         [--out bench/results/accuracy] [--truth-twice] [--reference 1]
 
-Each measurement interleaves the models' rounds (``dataset measure``'s default). Besides the
-shares and RMSPE, each line gives the figures blind to a factor shared by every model (the
-machine running everything slower today): the median predicted / measured ratio, the share
-within ±10% once divided by it, and Kendall's rank correlation.
+Each measurement interleaves the models' rounds (``dataset measure``'s default); with
+``--max-rounds``, the models whose median is still uncertain after ``--rounds`` get more rounds
+(``dataset measure --max-rounds``). Besides the shares and RMSPE, each line gives the figures
+blind to a factor shared by every model (the machine running everything slower today): the
+median predicted / measured ratio, the share within ±10% once divided by it, and Kendall's rank
+correlation.
 
 Without ``--predictor``, every shipped predictor is evaluated. The dataset folder is reused
 between runs (generation and measurement resume), so a second run only re-predicts. Builds
@@ -44,6 +46,8 @@ def main() -> None:
                         help="each family at its published configuration, not random variants")
     parser.add_argument("--families", default=None, help="comma-separated (default: all)")
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--max-rounds", type=int, default=None,
+                        help="more rounds, up to this, while a median is uncertain")
     parser.add_argument("--out", type=Path, default=Path("bench/results/accuracy"))
     parser.add_argument("--truth-twice", action="store_true",
                         help="measure the set again and report how well the truth repeats")
@@ -73,7 +77,7 @@ def main() -> None:
         threads = settings.get("threads", 1)
         options = {k: v for k, v in settings.items() if k != "threads"}
         measure(folder, predictor.backend, threads=threads, rounds=args.rounds,
-                options=options, progress=True)
+                max_rounds=args.max_rounds, options=options, progress=True)
         result = evaluate(predictor, folder, backend=predictor.backend, threads=threads,
                           out=args.out / f"report-{predictor.name}-{predictor.version}")
         o, raw, rel = result.overall, result.overall_as_measured, result.relative
@@ -91,13 +95,14 @@ def main() -> None:
                   f"±10% {f['within_10']:5.1f}%  RMSPE {f['rmspe']:5.1f}%")
         print(f"    {bands_line(result.bands)}")
         if args.truth_twice:
-            lines.append(truth_again(folder, predictor, result, threads, options, args.rounds))
+            lines.append(truth_again(folder, predictor, result, threads, options, args.rounds,
+                                     args.max_rounds))
             print(lines[-1])
     print("\n".join(["", "summary:", *lines]))
 
 
 def truth_again(folder: Path, predictor, first, threads: int, options: dict,
-                rounds: int) -> str:
+                rounds: int, max_rounds: int | None) -> str:
     """Measure the set once more in a sibling folder; the two truths against each other, and
     the predictor against the second."""
     from edgemeter.dataset import evaluate, measure, sibling
@@ -106,8 +111,8 @@ def truth_again(folder: Path, predictor, first, threads: int, options: dict,
     # Named after what is measured, not the predictor: every package of a backend and thread
     # count shares one second truth (the store inside keys the remaining settings).
     again = sibling(folder, f"{folder.name}-again-{predictor.backend}-{threads}t")
-    measure(again, predictor.backend, threads=threads, rounds=rounds, options=options,
-            progress=True)
+    measure(again, predictor.backend, threads=threads, rounds=rounds, max_rounds=max_rounds,
+            options=options, progress=True)
     second = evaluate(predictor, again, backend=predictor.backend, threads=threads)
     truth = {r["file"]: r["truth_ms"] for r in first.rows}
     both = [r for r in second.rows if r["file"] in truth]

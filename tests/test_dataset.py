@@ -105,6 +105,19 @@ def test_a_sibling_measures_the_same_models_again_apart(dataset):
     assert len(read_measurements(again, "onnxruntime-cpu")) == len(first)
 
 
+@pytest.mark.parametrize("sem, rounds", [(1.0, 3), (0.0, 1)])
+def test_max_rounds_adds_rounds_only_to_uncertain_medians(dataset, monkeypatch, sem, rounds):
+    from edgemeter.backends import protocol
+
+    monkeypatch.setattr(protocol, "median_sem", lambda values: sem)
+    folder = sibling(dataset, f"{dataset.name}-adaptive-{rounds}")
+    done = measure(folder, "onnxruntime-cpu", threads=1, rounds=1, max_rounds=3, repeats=3,
+                   warmup=1)
+    assert all(m.ok and len(m.round_medians_ms) == rounds for m in done)
+    assert [r["rounds"] for r in read_measurements(folder, "onnxruntime-cpu")] == \
+        [rounds] * len(done)
+
+
 @pytest.fixture(scope="module")
 def package(dataset, tmp_path_factory) -> Path:
     """A small real predictor, profiled on the dataset's own models."""

@@ -119,6 +119,32 @@ def test_stability_is_judged_on_the_spread_between_rounds_when_there_is_more_tha
     assert not is_stable({"cv_between": None, "cv_within": None}, 0.02)
 
 
+def fed_rounds(model: Path, protocol: Protocol, rounds: list[tuple[float, float]]):
+    """A Rounds given (model ms, anchor ms) rounds as if measured, without running a process."""
+    run = protocol_module.Rounds(model, "onnxruntime-cpu", {}, protocol)
+    for model_ms, anchor_ms in rounds:
+        run.take({"samples_ms": [model_ms] * 3, "anchor_samples_ms": [anchor_ms] * 3,
+                  "env": {}, "max_rss_kb": 1, "elapsed_s": 0.01})
+        if run.done:
+            break
+    return run
+
+
+def test_a_standard_error_target_adds_rounds_while_the_median_is_uncertain(model):
+    adaptive = Protocol(rounds=3, max_rounds=12, target_sem=0.02)
+    # Processes 20 % apart: the median stays uncertain, so every allowed round runs.
+    spread = fed_rounds(model, adaptive, [(1.0, 1.0), (1.2, 1.0)] * 6)
+    assert spread.done and len(spread.rounds) == 12
+    # The same host moving model and anchor together: the ratios agree, three rounds do.
+    moved = fed_rounds(model, adaptive, [(1.0, 1.0), (1.2, 1.2)] * 6)
+    assert moved.done and len(moved.rounds) == 3
+    # Rounds 3 % apart: a few rounds more than the minimum settle the median.
+    near = fed_rounds(model, adaptive, [(1.0, 1.0), (1.03, 1.0), (0.97, 1.0)] * 4)
+    assert 3 < len(near.rounds) < 12 and near.done
+    assert protocol_module.median_sem([1.0]) is None
+    assert protocol_module.median_sem([1.0, 1.0]) == 0.0
+
+
 def test_time_budget_stops_adding_rounds(model, never_stable):
     budget = Protocol(warmup=1, repeats=3, rounds=1, max_rounds=5, time_budget_s=0.001)
     m = measure(model, "onnxruntime-cpu", {}, budget)
@@ -256,6 +282,8 @@ def test_bad_protocol_settings_are_config_errors():
         Protocol.from_dict({"round": 3})
     with pytest.raises(ConfigError, match="interleave='yes' must be true or false"):
         Protocol(interleave="yes")
+    with pytest.raises(ConfigError, match="target_sem=0 must be a number > 0"):
+        Protocol(target_sem=0)
 
 
 def test_workspace_yaml_then_flags(tmp_path):

@@ -3,8 +3,9 @@
 Timings inside one process vary 1-3 %, but medians of separate processes of the same model vary up
 to ~10 % (memory layout, thread placement, frequency). So every round runs in a FRESH child process
 (``python -m edgemeter.backends.worker``): warm-up, then ``repeats`` timed runs. The result is the
-median of the round medians; rounds are added until their CV is under ``target_cv`` or the time
-budget is spent, and a measurement that never got there is flagged unstable, not hidden.
+median of the round medians; rounds are added until their CV is under ``target_cv`` (or, with
+``target_sem``, until that median's standard error is under it) or the time budget is spent, and
+a measurement that never got there is flagged unstable, not hidden.
 
 The child also isolates faults: a segfault, a hang (timeout), a model the runtime rejects or a
 missing runtime become a failed :class:`Measurement` carrying the reason, and the caller goes on.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import signal
 import statistics
@@ -39,6 +41,10 @@ class Protocol:
     rounds: int = 3             # rounds always run, each in a fresh process
     max_rounds: int = 8         # adaptive rounds stop here ...
     target_cv: float = 0.02     # ... or when the CV of round medians is at most this
+    # ... or, when set (instead of target_cv), when the median's relative standard error is at
+    # most this: a truth needs its median known, not its rounds alike. For 2 %, a model whose
+    # processes spread by 10 % needs about 40 rounds, one that spreads by 3 % four.
+    target_sem: float | None = None
     time_budget_s: float = 120  # ... or when another round would exceed this budget
     timeout_s: float = 120      # one child process (load + warm-up + runs) is killed after this
     profile_runs: int = 20      # profiled runs for per-node times (with profile=True)
@@ -59,9 +65,12 @@ class Protocol:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"protocol: {name}={getattr(self, name)!r} must be true or "
                                   "false")
-        for name in ("target_cv", "time_budget_s", "timeout_s"):
-            if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) <= 0:
-                raise ConfigError(f"protocol: {name}={getattr(self, name)!r} must be a number > 0")
+        for name in ("target_cv", "time_budget_s", "timeout_s", "target_sem"):
+            value = getattr(self, name)
+            if name == "target_sem" and value is None:
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"protocol: {name}={value!r} must be a number > 0")
         self.max_rounds = max(self.max_rounds, self.rounds)
 
     @classmethod
@@ -79,13 +88,19 @@ class Protocol:
 # processes, interleaved. Two such measurements of 90 models agreed within ±10 % for all of them,
 # three rounds for 82-86 % (bench/bench_truth.py).
 REFERENCE = {"warmup": 10, "repeats": 30, "rounds": 9}
+# Given ``max_rounds`` above ``rounds``, rounds are added past them, in further interleaved
+# passes, while the median's standard error is above this: the models whose processes spread
+# most (GhostNet's 8-14 % on Zen 4) get them.
+REFERENCE_SEM = 0.02
 
 
 def reference_protocol(**overrides: Any) -> Protocol:
-    """:data:`REFERENCE` (anchored, interleaved, a fixed number of rounds), with ``overrides``
-    of any :class:`Protocol` setting but ``max_rounds`` and ``anchor``."""
-    settings = {**REFERENCE, "interleave": True, **overrides}
-    return Protocol(**settings, max_rounds=settings["rounds"], anchor=True)
+    """:data:`REFERENCE` (anchored, interleaved, ``rounds`` rounds unless ``max_rounds`` allows
+    more, up to :data:`REFERENCE_SEM`), with ``overrides`` of any :class:`Protocol` setting
+    but ``anchor``."""
+    settings = {**REFERENCE, "interleave": True, "target_sem": REFERENCE_SEM, **overrides}
+    settings.setdefault("max_rounds", settings["rounds"])
+    return Protocol(**settings, anchor=True)
 
 
 # What a measurement's latency is: the median of the round medians (the default), or the
@@ -165,6 +180,13 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def median_sem(values: list[float]) -> float | None:
+    """Relative standard error of the median of ``values``: sqrt(pi / 2) times that of the
+    mean, as for normal data; None for fewer than two values."""
+    spread = cv(values)
+    return None if spread is None else math.sqrt(math.pi / 2) * spread / math.sqrt(len(values))
 
 
 def cv(values: list[float]) -> float | None:
@@ -331,7 +353,20 @@ class Rounds:
         n = len(self.rounds)
         over_budget = self.spent_s + last > protocol.time_budget_s
         self.done = n >= protocol.max_rounds or (
-            n >= protocol.rounds and (result.stable or over_budget))
+            n >= protocol.rounds and (self.settled() or over_budget))
+
+    def settled(self) -> bool:
+        """Whether the rounds so far meet the protocol's target: the CV of the round medians
+        (``stable``), or with ``target_sem`` the standard error of the median the latency is
+        taken from, judged on the model-to-anchor ratios when the rounds are anchored."""
+        target = self.protocol.target_sem
+        if target is None:
+            return self.result.stable
+        medians = self.result.round_medians_ms
+        values = ([m / a for m, a in zip(medians, self.anchors)]
+                  if len(self.anchors) == len(medians) else medians)
+        sem = median_sem(values)
+        return sem is not None and sem <= target
 
     def finish(self) -> Measurement:
         if self.profile and self.result.ok:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgemeter.backends.protocol import REFERENCE
+from edgemeter.backends.protocol import REFERENCE, REFERENCE_SEM
 from edgemeter.cli.predictor_commands import VERSION_OPTION
 
 
@@ -52,18 +52,22 @@ def generate(out: Path, per_family: int, seed: int, families: tuple[str, ...],
               type=click.IntRange(min=1),
               help="Fresh processes per model; the result is the median of their medians "
                    "(interleaved, 9 make a truth that repeats; 3 for a quick look).")
+@click.option("--max-rounds", default=None, type=click.IntRange(min=1),
+              help="Add rounds past --rounds, up to this many, while the median's standard "
+                   f"error is above {REFERENCE_SEM:.0%} (the models whose processes spread "
+                   "most get them; default: none).")
 @click.option("--repeats", default=REFERENCE["repeats"], show_default=True,
               type=click.IntRange(min=1), help="Timed runs per round.")
 @click.option("--interleave/--consecutive", default=True, show_default=True,
               help="Round r of every model before round r+1 of any (steadier on a shared "
                    "host), or each model's rounds back to back.")
-def measure_cmd(folder: Path, backend: str, threads: int, rounds: int, repeats: int,
-                interleave: bool) -> None:
+def measure_cmd(folder: Path, backend: str, threads: int, rounds: int, max_rounds: int | None,
+                repeats: int, interleave: bool) -> None:
     """Measure every model of a dataset (resumable: measured models are skipped)."""
     from edgemeter.dataset import measure as run
 
-    done = run(folder, backend, threads=threads, rounds=rounds, repeats=repeats,
-               interleave=interleave, progress=True)
+    done = run(folder, backend, threads=threads, rounds=rounds, max_rounds=max_rounds,
+               repeats=repeats, interleave=interleave, progress=True)
     failed = [m for m in done if not m.ok]
     click.echo(f"{len(done) - len(failed)} measured, {len(failed)} failed: "
                f"{folder / f'measurements-{backend}.jsonl'}")

@@ -39,11 +39,13 @@ def read_measurements(folder: str | Path, backend: str) -> list[dict[str, Any]]:
 def measure(folder: str | Path, backend: str, threads: int = 1,
             rounds: int = REFERENCE["rounds"], repeats: int = REFERENCE["repeats"],
             warmup: int = REFERENCE["warmup"], options: dict[str, Any] | None = None,
-            interleave: bool = True, progress: bool = False) -> list[Measurement]:
+            interleave: bool = True, progress: bool = False,
+            max_rounds: int | None = None) -> list[Measurement]:
     """Measure the dataset's models on ``backend`` with the reference protocol
     (:func:`~edgemeter.backends.protocol.reference_protocol`: ``rounds`` fresh processes of
-    ``repeats`` timed runs each, the speed anchor timed beside each); models measured before
-    with the same settings are taken from the store. ``interleave``: in passes, round r of
+    ``repeats`` timed runs each, the speed anchor timed beside each; with ``max_rounds``, more
+    rounds up to it while the median's standard error is above ``REFERENCE_SEM``); models
+    measured before with the same settings are taken from the store. ``interleave``: in passes, round r of
     every model before round r + 1 of any (see Protocol.interleave); every completed round is
     stored, so an interrupted run resumes each unfinished model from its rounds."""
     from tqdm import tqdm
@@ -56,6 +58,7 @@ def measure(folder: str | Path, backend: str, threads: int = 1,
     config = {"threads": threads, **(options or {})}
     settings = get_backend(backend, **config).settings()  # bad settings fail before any work
     protocol = reference_protocol(warmup=warmup, repeats=repeats, rounds=rounds,
+                                  max_rounds=max_rounds or rounds,
                                   interleave=interleave)
     out = measurements_file(folder, backend)
     # A line that differs from what the store's measurement gives now (written before min_ms
@@ -77,7 +80,13 @@ def measure(folder: str | Path, backend: str, threads: int = 1,
             bar.set_postfix_str(f"{entry['file'].split('/')[-1]} "
                                 + (f"{m.median_ms:.2f} ms" if m.ok else "FAILED"))
             # Rounds a model did not run (reused, or failed early) count as done.
-            bar.update(rounds - (0 if reused else len(m.round_medians_ms)))
+            bar.update(max(0, rounds - (0 if reused else len(m.round_medians_ms))))
+
+        def on_round() -> None:
+            bar.update()
+            if bar.n > bar.total:  # a round past ``rounds``: the bar grows with it
+                bar.total = bar.n
+                bar.refresh()
 
         return measure_models([folder / e["file"] for e in entries], backend, config, protocol,
-                              store=store, on_result=on_result, on_round=bar.update)
+                              store=store, on_result=on_result, on_round=on_round)
