@@ -7,10 +7,11 @@ predictor's backend, evaluate, print the shares within ±5% and ±10% of the mea
 
 Each measurement interleaves the models' rounds (``dataset measure``'s default); with
 ``--max-rounds``, the models whose median is still uncertain after ``--rounds`` get more rounds
-(``dataset measure --max-rounds``). Besides the shares and RMSPE, each line gives the figures
-blind to a factor shared by every model (the machine running everything slower today): the
-median predicted / measured ratio, the share within ±10% once divided by it, and Kendall's rank
-correlation.
+(``dataset measure --max-rounds``), and each line is followed by the figures with every
+measurement cut to its first ``--rounds`` rounds (the same passes: what a fixed-round truth
+would have been). Besides the shares and RMSPE, each line gives the figures blind to a factor
+shared by every model (the machine running everything slower today): the median predicted /
+measured ratio, the share within ±10% once divided by it, and Kendall's rank correlation.
 
 Without ``--predictor``, every shipped predictor is evaluated. The dataset folder is reused
 between runs (generation and measurement resume), so a second run only re-predicts. Builds
@@ -94,31 +95,49 @@ def main() -> None:
             print(f"    {family:14} n={f['n']:3}  ±5% {f['within_5']:5.1f}%  "
                   f"±10% {f['within_10']:5.1f}%  RMSPE {f['rmspe']:5.1f}%")
         print(f"    {bands_line(result.bands)}")
-        if args.truth_twice:
-            lines.append(truth_again(folder, predictor, result, threads, options, args.rounds,
-                                     args.max_rounds))
+        judge = {"backend": predictor.backend, "threads": threads}
+        again = (measure_again(folder, predictor, threads, options, args.rounds,
+                               args.max_rounds) if args.truth_twice else None)
+        if again:
+            lines.append(f"{'':28} measured again: "
+                         + agreement(result, evaluate(predictor, again, **judge)))
+            print(lines[-1])
+        if args.max_rounds:  # the same passes, as the fixed-round truths they began as
+            cut = evaluate(predictor, folder, rounds=args.rounds, **judge)
+            o = cut.overall
+            lines.append(f"{'':28} cut to their first {args.rounds} rounds: ±5% "
+                         f"{o['within_5']:.1f}%, ±10% {o['within_10']:.1f}%, RMSPE "
+                         f"{o['rmspe']:.1f}%" + leveled(cut)
+                         + ("; measured again: " + agreement(
+                             cut, evaluate(predictor, again, rounds=args.rounds, **judge))
+                            if again else ""))
             print(lines[-1])
     print("\n".join(["", "summary:", *lines]))
 
 
-def truth_again(folder: Path, predictor, first, threads: int, options: dict,
-                rounds: int, max_rounds: int | None) -> str:
-    """Measure the set once more in a sibling folder; the two truths against each other, and
-    the predictor against the second."""
-    from edgemeter.dataset import evaluate, measure, sibling
-    from edgemeter.predictor.metrics import accuracy
+def measure_again(folder: Path, predictor, threads: int, options: dict, rounds: int,
+                  max_rounds: int | None) -> Path:
+    """Measure the set once more in a sibling folder, returned."""
+    from edgemeter.dataset import measure, sibling
 
     # Named after what is measured, not the predictor: every package of a backend and thread
     # count shares one second truth (the store inside keys the remaining settings).
     again = sibling(folder, f"{folder.name}-again-{predictor.backend}-{threads}t")
     measure(again, predictor.backend, threads=threads, rounds=rounds, max_rounds=max_rounds,
             options=options, progress=True)
-    second = evaluate(predictor, again, backend=predictor.backend, threads=threads)
+    return again
+
+
+def agreement(first, second) -> str:
+    """Two evaluations of one predictor on two truths of the same models: how the truths
+    agree, and the predictor against the second."""
+    from edgemeter.predictor.metrics import accuracy
+
     truth = {r["file"]: r["truth_ms"] for r in first.rows}
     both = [r for r in second.rows if r["file"] in truth]
     itself = accuracy([r["truth_ms"] for r in both], [truth[r["file"]] for r in both])
     o = second.overall
-    return (f"{'':28} measured again: the two truths agree ±5% {itself['within_5']:.1f}%, "
+    return (f"the two truths agree ±5% {itself['within_5']:.1f}%, "
             f"±10% {itself['within_10']:.1f}%; the predictor against the second: "
             f"±5% {o['within_5']:.1f}%, ±10% {o['within_10']:.1f}%, RMSPE {o['rmspe']:.1f}%"
             f" (relative: ±10% {second.relative['within_10']:.1f}%)" + leveled(second))

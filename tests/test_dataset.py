@@ -269,6 +269,24 @@ def test_evaluate_judges_a_min_trained_predictor_on_fastest_runs(dataset, packag
     assert "fastest timed run" in (tmp_path / "report" / "report.md").read_text()
 
 
+def test_a_truth_cut_to_its_first_rounds_is_judged_as_if_it_had_stopped_there(dataset,
+                                                                               package):
+    from edgemeter.dataset.evaluate import first_rounds
+
+    folder = sibling(dataset, f"{dataset.name}-cut")
+    measure(folder, "onnxruntime-cpu", threads=1, rounds=3, repeats=3, warmup=1)
+    lines = {r["file"]: r for r in read_measurements(folder, "onnxruntime-cpu")}
+    full, cut = evaluate(package, folder), evaluate(package, folder, rounds=2)
+    for whole, first in zip(full.rows, cut.rows):
+        line = lines[whole["file"]]
+        assert whole["measured_ms"] == line["median_ms"]
+        assert first["measured_ms"] == statistics.median(line["round_medians_ms"][:2])
+        assert first["anchor_ms"] == paired_anchor_ms(line["round_medians_ms"][:2],
+                                                      line["anchor_round_medians_ms"][:2])
+    with pytest.raises(ConfigError, match="min latency cannot be cut"):
+        first_rounds(line, 2, "min")
+
+
 def test_evaluate_without_measurements_says_what_to_run(dataset, package):
     with pytest.raises(ConfigError, match="dataset measure .* --backend openvino-cpu-f32"):
         evaluate(str(package), dataset, backend="openvino-cpu-f32")

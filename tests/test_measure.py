@@ -321,17 +321,22 @@ def test_cli_json_and_exit_code_1_when_something_failed(model, tmp_path):
     assert bad["error"] and bad["median_ms"] is None
 
 
-def test_cli_interleave_flag_reaches_the_protocol(model, tmp_path):
+def test_cli_interleave_and_target_sem_flags_reach_the_protocol(model, tmp_path):
     from edgemeter.store import Store
 
     other = tiny_onnx(tmp_path / "other.onnx", seed=1)
     out = edgemeter("measure", str(model), str(other), "-b", "onnxruntime-cpu", "--interleave",
-                    "--workspace", str(tmp_path / "ws"), "--format", "json", *CLI_FAST)
+                    "--target-sem", "0.5", "--workspace", str(tmp_path / "ws"), "--format",
+                    "json", *CLI_FAST)
     assert out.returncode == 0, out.stderr
     assert [json.loads(line)["model"] for line in out.stdout.splitlines()] == \
         [str(model), str(other)]
     with Store(tmp_path / "ws") as store:
-        assert [m.protocol["interleave"] for m in store] == [True, True]
+        assert [(m.protocol["interleave"], m.protocol["target_sem"]) for m in store] == \
+            [(True, 0.5)] * 2
+    out = edgemeter("measure", str(model), "-b", "onnxruntime-cpu", "--target-sem", "0")
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "edgemeter: error: protocol: target_sem=0.0 must be a number > 0"]
 
 
 def test_cli_table_and_bad_option(model):

@@ -31,6 +31,8 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
 @click.option("--rounds", type=int, help="Rounds always run, each in a fresh process.")
 @click.option("--max-rounds", type=int, help="Most rounds while the spread is over target.")
 @click.option("--target-cv", type=float, help="Spread target: CV of the round medians.")
+@click.option("--target-sem", type=float,
+              help="Instead: the median's relative standard error (0.02 = 2 %).")
 @click.option("--repeats", type=int, help="Timed runs per round.")
 @click.option("--warmup", type=int, help="Untimed runs per round.")
 @click.option("--timeout", "timeout_s", type=float, help="Seconds before a round is killed.")
@@ -45,9 +47,9 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
               help="table, or JSON Lines (one object per model).")
 def measure(models: tuple[str, ...], backend: str | None, threads: int | None,
             options: tuple[str, ...], rounds: int | None, max_rounds: int | None,
-            target_cv: float | None, repeats: int | None, warmup: int | None,
-            timeout_s: float | None, interleave: bool | None, workspace: str | None,
-            config_file: str | None, profile: bool, fmt: str) -> None:
+            target_cv: float | None, target_sem: float | None, repeats: int | None,
+            warmup: int | None, timeout_s: float | None, interleave: bool | None,
+            workspace: str | None, config_file: str | None, profile: bool, fmt: str) -> None:
     """Measure the latency of MODELS on a real backend: median of fresh-process rounds ± spread.
 
     Exit code 1 when a measurement failed (the others are still measured and reported)."""
@@ -56,8 +58,8 @@ def measure(models: tuple[str, ...], backend: str | None, threads: int | None,
     from edgemeter.store import Store
 
     flags = {"rounds": rounds, "max_rounds": max_rounds, "target_cv": target_cv,
-             "repeats": repeats, "warmup": warmup, "timeout_s": timeout_s,
-             "interleave": interleave}
+             "target_sem": target_sem, "repeats": repeats, "warmup": warmup,
+             "timeout_s": timeout_s, "interleave": interleave}
     protocol = {key: value for key, value in flags.items() if value is not None}
     config = MeasureConfig.resolve(config_file, workspace, backend=backend, threads=threads,
                                    options=_parse_options(options), protocol=protocol or None)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import json
 import platform
+import statistics
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edgemeter.backends.anchor import paired_rounds
+from edgemeter.backends.protocol import paired_anchor_ms
 from edgemeter.dataset.generate import read_index
 from edgemeter.dataset.measure import measurements_file, read_measurements
 from edgemeter.errors import ConfigError
@@ -114,12 +116,27 @@ def _measured(folder: Path, backend: str, threads: int | None,
     return records, records[0]["config"]
 
 
+def first_rounds(record: dict[str, Any], rounds: int, statistic: str) -> dict[str, Any]:
+    """A measurement line as if its measurement had stopped after ``rounds`` rounds."""
+    if statistic != "median":
+        raise ConfigError(f"a {statistic} latency cannot be cut to its first rounds (the "
+                          "samples are not in the measurement lines)")
+    medians = record["round_medians_ms"][:rounds]
+    anchors = (record.get("anchor_round_medians_ms") or [])[:rounds]
+    return {**record, "round_medians_ms": medians, "anchor_round_medians_ms": anchors,
+            "rounds": len(medians), "median_ms": statistics.median(medians),
+            "anchor_ms": paired_anchor_ms(medians, anchors) if anchors else record["anchor_ms"]}
+
+
 def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
-             threads: int | None = None, out: str | Path | None = None) -> Evaluation:
+             threads: int | None = None, out: str | Path | None = None,
+             rounds: int | None = None) -> Evaluation:
     """Predict every measured model of the dataset and compare; with ``out``, write the
     report there. ``predictor`` is a :class:`~edgemeter.predictor.model.Predictor`, or a name
     or package path for :func:`~edgemeter.predictor.model.load_predictor`. Reference models
-    (marked in the index) are not scored: they set the level of :attr:`Evaluation.leveled`."""
+    (marked in the index) are not scored: they set the level of :attr:`Evaluation.leveled`.
+    ``rounds``: judge on each measurement's first ``rounds`` rounds only (a truth measured
+    with ``max_rounds``, as the fixed-round truth it began as)."""
     from edgemeter.predictor.metrics import accuracy, level, relative_accuracy
     from edgemeter.predictor.model import Predictor, load_predictor
 
@@ -133,6 +150,8 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
     key = f"{statistic}_ms"
     records, config = _measured(folder, backend, threads,
                                 predictor.package.extra.get("backend_settings"), statistic)
+    if rounds is not None:
+        records = [first_rounds(r, rounds, statistic) for r in records]
     records = [r for r in records if r["file"] in index]
     predictions = predictor.predict_batch([folder / r["file"] for r in records])
     anchored = predictor.anchor_ms is not None and all(r.get("anchor_ms") for r in records)
