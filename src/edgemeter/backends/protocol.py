@@ -95,9 +95,9 @@ REFERENCE_SEM = 0.02
 
 
 def reference_protocol(**overrides: Any) -> Protocol:
-    """:data:`REFERENCE` (anchored, interleaved, ``rounds`` rounds unless ``max_rounds`` allows
-    more, up to :data:`REFERENCE_SEM`), with ``overrides`` of any :class:`Protocol` setting
-    but ``anchor``."""
+    """:data:`REFERENCE` (anchored, interleaved; ``rounds`` rounds, and more up to
+    ``max_rounds`` while the median's standard error is above :data:`REFERENCE_SEM`), with
+    ``overrides`` of any :class:`Protocol` setting but ``anchor``."""
     settings = {**REFERENCE, "interleave": True, "target_sem": REFERENCE_SEM, **overrides}
     settings.setdefault("max_rounds", settings["rounds"])
     return Protocol(**settings, anchor=True)
