@@ -3,9 +3,10 @@
 Timings inside one process vary 1-3 %, but medians of separate processes of the same model vary up
 to ~10 % (memory layout, thread placement, frequency). So every round runs in a FRESH child process
 (``python -m edgemeter.backends.worker``): warm-up, then ``repeats`` timed runs. The result is the
-median of the round medians; rounds are added until their CV is under ``target_cv`` (or, with
-``target_sem``, until that median's standard error is under it) or the time budget is spent, and
-a measurement that never got there is flagged unstable, not hidden.
+median of the round medians; rounds are added until their CV is under ``target_cv`` or the time
+budget is spent, and a measurement that never got there is flagged unstable, not hidden. With
+``target_sem``, rounds are added instead until that median's standard error is under it; the
+flag still tells whether the rounds' CV met ``target_cv``.
 
 The child also isolates faults: a segfault, a hang (timeout), a model the runtime rejects or a
 missing runtime become a failed :class:`Measurement` carrying the reason, and the caller goes on.
