@@ -45,9 +45,10 @@ def measure(folder: str | Path, backend: str, threads: int = 1,
     (:func:`~edgemeter.backends.protocol.reference_protocol`: ``rounds`` fresh processes of
     ``repeats`` timed runs each, the speed anchor timed beside each; with ``max_rounds``, more
     rounds up to it while the median's standard error is above ``REFERENCE_SEM``); models
-    measured before with the same settings are taken from the store. ``interleave``: in passes, round r of
-    every model before round r + 1 of any (see Protocol.interleave); every completed round is
-    stored, so an interrupted run resumes each unfinished model from its rounds."""
+    measured before with the same settings are taken from the store. ``interleave``: in
+    passes, round r of every model before round r + 1 of any (see Protocol.interleave); every
+    completed round is stored, so an interrupted run resumes each unfinished model from its
+    rounds."""
     from tqdm import tqdm
 
     from edgemeter.backends import get_backend, measure_models
