@@ -58,7 +58,7 @@ def main() -> None:
     engines = (source, load_predictor(args.predictor, args.version, engine="onnxruntime"))
     kernel_lists = zoo_kernels(source, args.per_family, args.seed)
     reference = source.predict_kernels(kernel_lists)
-    fit_on = {count: [k for model in zoo_kernels(source, count) for k in model] if count else []
+    fit_on = {count: zoo_kernels(source, count)
               for count in map(int, args.distill_zoo.split(","))}
     module, shape = zoo.build("mobilenetv2")
     graph = source.detect(module, input_shape=list(shape))[0]
@@ -68,13 +68,13 @@ def main() -> None:
           "within ±2 %  graph ms (numpy / onnxruntime)")
     scratch = tempfile.TemporaryDirectory(prefix="bench-distill-")  # removed at exit
     folder = Path(scratch.name)
-    for count, kernels in fit_on.items():
+    for count, models in fit_on.items():
         for trees in (int(t) for t in args.trees.split(",")):
             for depth in args.max_depth.split(","):
                 max_depth = None if depth == "none" else int(depth)
                 start = time.perf_counter()
                 package = distill(source, "0.0", trees=trees, max_depth=max_depth,
-                                  kernels=kernels)
+                                  models=models)
                 fit_s = time.perf_counter() - start
                 path = save_package(package, folder / f"{count}-{trees}-{depth}.zip")
                 distilled = [Predictor(package, engine) for engine in ("numpy", "onnxruntime")]

@@ -119,10 +119,9 @@ def distill_shipped(name: str, source: str, version: str, trees: int | None,
     from edgemeter.predictor import save_package
 
     predictor = load_predictor(name, source)
-    models = zoo_kernels(predictor, zoo_per_family, progress=True) if zoo_per_family else []
-    kernels = [kernel for model in models for kernel in model]
+    models = zoo_kernels(predictor, zoo_per_family, progress=True)
     options = {} if trees is None else {"trees": trees}
-    package = distill(predictor, version, kernels=kernels, **options)
+    package = distill(predictor, version, models=models, **options)
     return save_package(package, SHIPPED / name / f"{version}.zip", overwrite=True)
 
 

@@ -60,10 +60,10 @@ def test_kernels_of_unmeasured_models_bring_it_nearer_there(ensemble):
     those variants more closely than fitted to the training rows alone."""
     models = zoo_kernels(ensemble, 1, seed=7)
     assert len(models) == len(zoo.FAMILIES) and all(models)
-    kernels = [k for model in models for k in model]
+    assert zoo_kernels(ensemble, 0) == []
     plain = distill(ensemble, "3.0", trees=20)
-    nearer = distill(ensemble, "3.0", trees=20, kernels=kernels)
-    assert nearer.extra["distilled"]["unmeasured_kernels"] == len(kernels)
+    nearer = distill(ensemble, "3.0", trees=20, models=models)
+    assert nearer.extra["distilled"]["unmeasured_kernels"] == sum(map(len, models))
     assert sum(nearer.extra["distilled"]["rows"].values()) > sum(
         plain.extra["distilled"]["rows"].values())
     mean = ensemble.predict_kernels(models)
@@ -76,7 +76,7 @@ def test_kernels_of_unmeasured_models_bring_it_nearer_there(ensemble):
 def test_a_shipped_distilled_package_is_the_newest_version(builds, ensemble, shipped,  # noqa: F811
                                                            capsys):
     kernels = ensemble.detect(builds["paths"][0])[1]
-    package = distill(ensemble, "3.0", trees=5, kernels=kernels)
+    package = distill(ensemble, "3.0", trees=5, models=[kernels])
     save_package(package, shipped / "3.0.zip")
     assert load_predictor().label == "tiny-ort 3.0"  # no members to load: a single package
     code, out, _ = run_cli(["predictors", "info", "tiny-ort"], capsys)

@@ -31,12 +31,13 @@ from edgemeter.predictor.regressors import check_int, make_regressor
 
 
 def distill(predictor: Predictor, version: str, trees: int = 10, max_depth: int | None = 14,
-            seed: int = 0, kernels: Sequence[Kernel] = ()) -> PredictorPackage:
+            seed: int = 0, models: Sequence[Sequence[Kernel]] = ()) -> PredictorPackage:
     """A package named like ``predictor`` (an ensemble, or a single build), version ``version``,
     with a random forest of ``trees`` trees per group that every member covers, fitted to
-    ``predictor``'s kernel parts on its members' distinct training rows and on ``kernels``.
+    ``predictor``'s kernel parts on its members' distinct training rows and on the kernels of
+    ``models`` (each a model's kernel list, as :func:`zoo_kernels` gives them).
 
-    ``kernels`` come from models nobody measured, such as zoo variants: ``predictor``'s own
+    ``models`` are models nobody measured, such as zoo variants: ``predictor``'s own
     parts are their targets, so the forest follows it on models like those too. The training
     rows alone are sampled configurations, and between them the forest may stray: fitted to
     1.33 on them alone, 1.34 put 66 of 648 zoo variants more than 2 % from 1.33, a ViT 27 %.
@@ -75,7 +76,8 @@ def distill(predictor: Predictor, version: str, trees: int = 10, max_depth: int 
     if not any(found.values()):
         raise ConfigError(f"{predictor.label}: no regressor group has training rows in every "
                           "member's package to fit on")
-    for kernel in kernels:
+    unmeasured = [kernel for model in models for kernel in model]
+    for kernel in unmeasured:
         group = predictor.group(kernel.type)
         if group in found:
             found[group].setdefault(readers[group](kernel.features), kernel)
@@ -104,7 +106,7 @@ def distill(predictor: Predictor, version: str, trees: int = 10, max_depth: int 
     extra = {**first.extra, "model_term": term, "distilled": {
         "from": predictor.label, "members": [m.version for m in members], "trees": trees,
         "max_depth": max_depth, "rows": {group: len(rows) for group, rows in fitted.items()},
-        "unmeasured_kernels": len(kernels)}}
+        "unmeasured_kernels": len(unmeasured)}}
     if all("fallback" in m.package.extra for m in members):
         extra["fallback"] = {key: _mean_at_speed([m.package.extra["fallback"][key]
                                                    * m.model_term.scale for m in members],
@@ -125,13 +127,13 @@ def zoo_kernels(predictor: Predictor, per_family: int, seed: int = 1000,
                 progress: bool = False) -> list[list[Kernel]]:
     """The kernels ``predictor`` splits each of ``per_family`` random variants of every zoo
     family into, model by model (built in memory, nothing measured): rows for :func:`distill`
-    to fit on beside the training rows. The default seed is the one the builds train on, none
-    an evaluation set uses."""
+    to fit on beside the training rows; none for ``per_family`` 0. The default seed is the one
+    the builds train on, none an evaluation set uses."""
     from tqdm import tqdm
 
     from edgemeter import zoo
 
-    check_int("per_family", per_family, 1)
+    check_int("per_family", per_family, 0)
     rng = np.random.default_rng(seed)
     models: list[list[Kernel]] = []
     with warnings.catch_warnings(), tqdm(total=per_family * len(zoo.FAMILIES), unit="model",
