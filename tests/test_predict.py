@@ -323,7 +323,9 @@ def test_a_level_scales_every_prediction_and_is_measured_on_reference_models(tra
         assert row["predicted_ms"] == pytest.approx(p.latency_ms) and row["measured_ms"] > 0
     assert found["median"] == pytest.approx(
         level([r["measured_ms"] / r["predicted_ms"] for r in found["rows"]])["median"])
-    again = base.leveled(families=["squeezenet"], folder=tmp_path / "one")
+    assert [r["rounds"] for r in found["rows"]] == [3, 3]  # the default: three processes
+    again = base.leveled(families=["squeezenet"], folder=tmp_path / "one", rounds=2)
+    assert [r["rounds"] for r in again.reference_level["rows"]] == [2]
     assert 0.01 < again.level < 100 and again.level != 1.0
     # The measurement stays with the level it set; a level set by hand has none.
     assert again.reference_level["median"] == again.level and high.reference_level is None
@@ -340,7 +342,7 @@ def test_cli_calibrate_models_predicts_at_the_measured_level(trained, capsys, mo
     spread = {"value": 0.02}
 
     def fake_level(predictor, **options):  # the real measurement is tested above
-        asked.append(predictor.label)
+        asked.append(options.get("rounds"))
         return {"models": 18, "median": 1.2, "error": 0.01, "quartiles": [1.1, 1.3],
                 "spread": spread["value"],
                 "expected_within_10": metrics.expected_within(spread["value"], 10)}
@@ -362,6 +364,14 @@ def test_cli_calibrate_models_predicts_at_the_measured_level(trained, capsys, mo
     assert code == 0 and json.loads(out)[0]["latency_ms"] == pytest.approx(1.2 * plain)
     assert "7.0% apart (sd): about 86% of models" in err
     assert "warning: this machine moves models unevenly now" in err
+    # More processes per reference when asked; the option alone, or out of range, is refused.
+    code, out, err = run_cli(command + ["--calibrate-rounds", "9"], capsys)
+    assert code == 0 and asked == [None, None, 9]
+    for bad in (["--calibrate-rounds", "9"], ["--calibrate-models", "--calibrate-rounds", "0"]):
+        code, out, err = run_cli(["predict", path, "--predictor", str(trained["folder"]), *bad],
+                                 capsys)
+        assert code == 2 and "--calibrate-rounds" in err and "Traceback" not in err
+    assert len(asked) == 3
 
 
 def test_group_scale_applies_to_its_groups_kernels(trained):

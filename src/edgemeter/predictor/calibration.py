@@ -24,32 +24,37 @@ if TYPE_CHECKING:
 
 # Zoo variants of this seed are the reference models; no build or benchmark draws from it.
 REFERENCE_SEED = 20261205
-# Three fresh processes of 20 timed runs, no more: a level is a median over many models, so
-# each needs less than a truth's nine rounds (with up to eight adaptive rounds, 70 s for the
-# 18 families on the Xeon, 2026-12-05).
-LEVEL_PROTOCOL = {"warmup": 10, "repeats": 20, "rounds": 3, "max_rounds": 3}
+LEVEL_PROTOCOL = {"warmup": 10, "repeats": 20}
+# Fresh processes per reference model, and no more (no adaptive rounds): a level is a median
+# over many models, so by default each gets a third of a truth's nine rounds (with up to eight
+# adaptive ones, 70 s for the 18 families on the Xeon, 2026-12-05). Nine measure it as a truth
+# does: on the Zen 4 truths of 2026-12-05 (seeds 13500-14600, ad hoc), 1.38 put 97.9 % of 1,296
+# predictions within ±10 % at the level of their nine-round references, 97.5 % with those cut
+# to their first three rounds.
+LEVEL_ROUNDS = 3
 
 
 def measure_level(predictor: Predictor, families: Sequence[str] | None = None,
                   per_family: int = 1, folder: str | Path | None = None,
-                  progress: bool = False) -> dict[str, Any]:
+                  rounds: int = LEVEL_ROUNDS, progress: bool = False) -> dict[str, Any]:
     """Measure reference models on ``predictor``'s backend now (``per_family`` variants of
     each of ``families``, default all but SSD; generated into ``folder``, default a temporary
-    one) and return their :func:`~edgemeter.predictor.metrics.level` (measured over
-    predicted) with ``rows``, each model's measured and predicted ms. Needs the backend's
-    runtime, and torch to write the models."""
+    one; each in ``rounds`` fresh processes) and return their
+    :func:`~edgemeter.predictor.metrics.level` (measured over predicted) with ``rows``, each
+    model's measured and predicted ms and its rounds. Needs the backend's runtime, and torch
+    to write the models."""
     from edgemeter.backends import Protocol, measure_models
     from edgemeter.dataset.generate import generate
     from edgemeter.predictor.metrics import level
 
+    protocol = Protocol(**LEVEL_PROTOCOL, rounds=rounds, max_rounds=rounds, interleave=True)
     with tempfile.TemporaryDirectory(prefix="edgemeter-level-") as scratch:
         where = Path(folder) if folder is not None else Path(scratch)
         entries = generate(where, per_family=per_family, seed=REFERENCE_SEED,
                            families=families, progress=progress)
         paths = [where / e["file"] for e in entries]
         settings = predictor.package.extra.get("backend_settings")
-        measured = measure_models(paths, predictor.backend, settings,
-                                  Protocol(**LEVEL_PROTOCOL, interleave=True))
+        measured = measure_models(paths, predictor.backend, settings, protocol)
         failed = [m for m in measured if not m.ok]
         if failed:
             raise EdgemeterError(f"cannot measure the reference models on {predictor.backend}: "
@@ -57,6 +62,7 @@ def measure_level(predictor: Predictor, families: Sequence[str] | None = None,
         # Against the predictions before any level: a new level replaces the old one.
         statistic = predictor.package.extra.get("statistic", "median")
         rows = [{"model": e["file"], "measured_ms": m.latency_ms(statistic),
-                 "predicted_ms": p.latency_ms / predictor.level}
+                 "predicted_ms": p.latency_ms / predictor.level,
+                 "rounds": len(m.round_medians_ms)}
                 for e, m, p in zip(entries, measured, predictor.predict_batch(paths))]
     return {**level([r["measured_ms"] / r["predicted_ms"] for r in rows]), "rows": rows}
