@@ -30,7 +30,9 @@ agrees with itself.
 they set: every prediction times the references' median truth over predicted latency, and the
 share within ±10 % the same way with the measured latencies, anchor aside, as ``edgemeter
 predict --calibrate-models`` would. The speed anchor misses what the host's neighbours do to
-models that leave the core's caches; the references feel it as the scored models do.
+models that leave the core's caches; the references feel it as the scored models do. A further
+line gives the figures at the level of the references cut to their first three rounds, as many
+as ``predict --calibrate-models`` measures by default (the scored models keep theirs).
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ def main() -> None:
 
     from edgemeter.dataset import evaluate, generate, measure
     from edgemeter.dataset.evaluate import bands_line
+    from edgemeter.predictor.calibration import LEVEL_ROUNDS
     from edgemeter.predictor.model import load_predictor
     from edgemeter.predictor.registry import list_predictors
 
@@ -101,6 +104,13 @@ def main() -> None:
         if again:
             lines.append(f"{'':28} measured again: "
                          + agreement(result, evaluate(predictor, again, **judge)))
+            print(lines[-1])
+        if args.reference:
+            short = {"reference_rounds": LEVEL_ROUNDS, **judge}
+            lines.append(f"{'':28} references cut to {LEVEL_ROUNDS} rounds"
+                         + leveled(evaluate(predictor, folder, **short))
+                         + ("; measured again" + leveled(evaluate(predictor, again, **short))
+                            if again else ""))
             print(lines[-1])
         if args.max_rounds:  # the same passes, as the fixed-round truths they began as
             cut = evaluate(predictor, folder, rounds=args.rounds, **judge)

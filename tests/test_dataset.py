@@ -287,6 +287,24 @@ def test_a_truth_cut_to_its_first_rounds_is_judged_as_if_it_had_stopped_there(da
         first_rounds(line, 2, "min")
 
 
+def test_a_level_can_come_from_references_cut_to_their_first_rounds(package, tmp_path):
+    folder = tmp_path / "ds"
+    generate(folder, per_family=1, seed=7, families=FAMILIES, reference=1)
+    measure(folder, "onnxruntime-cpu", threads=1, rounds=3, repeats=3, warmup=1)
+    lines = {r["file"]: r for r in read_measurements(folder, "onnxruntime-cpu")}
+    full = evaluate(package, folder)
+    short = evaluate(package, folder, reference_rounds=2)
+    # The scored models keep all three rounds; only the references are cut, and the level
+    # follows them.
+    assert [r["measured_ms"] for r in short.rows] == [r["measured_ms"] for r in full.rows]
+    for r in short.references:
+        assert r["measured_ms"] == statistics.median(lines[r["file"]]["round_medians_ms"][:2])
+    cut_level = statistics.median(r["truth_ms"] / r["predicted_ms"] for r in short.references)
+    assert short.leveled["median"] == pytest.approx(cut_level)
+    # A mean of two rounds against a median of three: equal only by a fluke of float sums.
+    assert short.leveled["median"] != full.leveled["median"]
+
+
 def test_evaluate_without_measurements_says_what_to_run(dataset, package):
     with pytest.raises(ConfigError, match="dataset measure .* --backend openvino-cpu-f32"):
         evaluate(str(package), dataset, backend="openvino-cpu-f32")

@@ -130,13 +130,15 @@ def first_rounds(record: dict[str, Any], rounds: int, statistic: str) -> dict[st
 
 def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
              threads: int | None = None, out: str | Path | None = None,
-             rounds: int | None = None) -> Evaluation:
+             rounds: int | None = None, reference_rounds: int | None = None) -> Evaluation:
     """Predict every measured model of the dataset and compare; with ``out``, write the
     report there. ``predictor`` is a :class:`~edgemeter.predictor.model.Predictor`, or a name
     or package path for :func:`~edgemeter.predictor.model.load_predictor`. Reference models
     (marked in the index) are not scored: they set the level of :attr:`Evaluation.leveled`.
     ``rounds``: judge on each measurement's first ``rounds`` rounds only (a truth measured
-    with ``max_rounds``, as the fixed-round truth it began as)."""
+    with ``max_rounds``, as the fixed-round truth it began as). ``reference_rounds``: the
+    reference models' first rounds only, the scored models' kept (a level measured as ``predict
+    --calibrate-models`` measures it, in fewer rounds than the truth)."""
     from edgemeter.predictor.metrics import accuracy, level, relative_accuracy
     from edgemeter.predictor.model import Predictor, load_predictor
 
@@ -150,9 +152,14 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
     key = f"{statistic}_ms"
     records, config = _measured(folder, backend, threads,
                                 predictor.package.extra.get("backend_settings"), statistic)
-    if rounds is not None:
-        records = [first_rounds(r, rounds, statistic) for r in records]
     records = [r for r in records if r["file"] in index]
+
+    def cut(record: dict[str, Any]) -> dict[str, Any]:
+        reference = index[record["file"]].get("reference", False)
+        keep = reference_rounds if reference and reference_rounds is not None else rounds
+        return record if keep is None else first_rounds(record, keep, statistic)
+
+    records = [cut(r) for r in records]
     predictions = predictor.predict_batch([folder / r["file"] for r in records])
     anchored = predictor.anchor_ms is not None and all(r.get("anchor_ms") for r in records)
     rows, warnings = [], Counter()
