@@ -25,12 +25,12 @@ if TYPE_CHECKING:
 # Zoo variants of this seed are the reference models; no build or benchmark draws from it.
 REFERENCE_SEED = 20261205
 LEVEL_PROTOCOL = {"warmup": 10, "repeats": 20}
-# Fresh processes per reference model, and no more (no adaptive rounds): a level is a median
-# over many models, so by default each gets a third of a truth's nine rounds (with up to eight
-# adaptive ones, 70 s for the 18 families on the Xeon, 2026-12-05). Nine measure it as a truth
-# does: on the Zen 4 truths of 2026-12-05 (seeds 13500-14600, bench/bench_accuracy.py), 1.38 put
-# 97.9 % of 1,296 predictions within ±10 % at the level of their nine-round references, 97.5 %
-# with those cut to their first three rounds.
+# Fresh processes per reference model, a fixed number (adaptive rounds, up to eight, took 70 s
+# for the 18 families on the Xeon, 2026-12-05). A level is a median over many models, so by
+# default each gets a third of a truth's nine rounds. Nine measure it as a truth does: on the
+# Zen 4 truths of 2026-12-05 (seeds 13500-14600, bench/bench_accuracy.py), 1.38 put 97.9 % of
+# 1,296 predictions within ±10 % at the level of their nine-round references, 97.5 % with those
+# cut to their first three rounds.
 LEVEL_ROUNDS = 3
 
 
