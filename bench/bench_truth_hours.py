@@ -28,6 +28,17 @@ model's slope taken from the OTHER measurements (none of a measurement's own dat
 it is corrected with), or with a slope that is a line in the model's FLOPs, fitted likewise to
 the other measurements (a slope any model has, seen or not).
 
+Then the ceiling, with three or more measurements: no predictor gives a model a time that
+moves with the hour, only one time per model, so each measurement is scored against the best such
+times, each model's median over the measurements (in hindsight: all of them; honestly: the
+others), at the measurement's level (the median over its models): the share within ±10 % is the
+most any predictor can reach on those hours, level out, and the families that move against the
+rest (their median residual, per measurement) are what it loses. With ``--predictor``, each
+package is scored the same way, at each measurement's level, with its own error per model (the
+median over the measurements; taking it out gives the ceiling in hindsight): the gap to the
+ceiling is what a better predictor could win, the ceiling's own gap to 100 % what the host
+takes.
+
 A predictor is built at one moment and judged against truths measured at others: what single
 models do between two measurements hours apart, beyond the level, no predictor can follow.
 """
@@ -161,6 +172,73 @@ def sensitivity(sets: list[dict]) -> dict | None:
             "by_flops": agreement([{k: a + b * log_flops[k] for k in keys} for a, b in lines])}
 
 
+TENTH = np.log(1.1)
+
+
+def polish(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each model's time and each measurement's level in a log matrix (models × measurements),
+    taken out alternately as medians until they settle (a median polish)."""
+    model = np.median(x, axis=1, keepdims=True)
+    for _ in range(20):
+        level = np.median(x - model, axis=0, keepdims=True)
+        model = np.median(x - level, axis=1, keepdims=True)
+    return model, level
+
+
+def level_out(x: np.ndarray) -> np.ndarray:
+    """Log residuals once each model's time and each measurement's level are taken out."""
+    model, level = polish(x)
+    return x - model - level
+
+
+def held_out(x: np.ndarray) -> np.ndarray:
+    """Residuals of each measurement against the models' times from the other measurements,
+    at its own level."""
+    out = np.empty_like(x)
+    for j in range(x.shape[1]):
+        model, _ = polish(np.delete(x, j, axis=1))
+        r = x[:, j] - model[:, 0]
+        out[:, j] = r - np.median(r)
+    return out
+
+
+def ceiling(sets: list[dict], predictors: list[str]) -> dict | None:
+    """The best one time per model, and each predictor, at each measurement's level (see the
+    module docstring)."""
+    keys = sorted(set.intersection(*(set(s) for s in sets)))
+    if len(sets) < 3 or not keys:
+        return None
+    x = np.log([[s[k].median_ms for s in sets] for k in keys])
+    hindsight = level_out(x)
+    families = np.array([family(k) for k in keys])
+    moves = {f: float(np.std(np.median(hindsight[families == f], axis=0)))
+             for f in sorted(set(families) - {"other"})}
+    out = {"n": len(keys), "hindsight": _within(hindsight), "others": _within(held_out(x)),
+           "moves": moves, "predictors": {}}
+    if predictors:
+        from edgemeter.predictor.model import load_predictor
+
+        paths = [sets[0][k].model for k in keys]
+        for name in predictors:
+            predictor = load_predictor(name)
+            log_pred = np.log([p.latency_ms for p in predictor.predict_batch(paths)])
+            error = log_pred[:, None] - x
+            at_level = error - np.median(error, axis=0, keepdims=True)
+            own = np.median(at_level, axis=1)
+            out["predictors"][predictor.label] = {
+                "at_level": _within(at_level),
+                "bias_pct": 100 * float(np.std(own)),
+                "families": {f: 100 * float(np.median(own[families == f])) for f in moves}}
+    return out
+
+
+def _within(residuals: np.ndarray) -> tuple[float, float, float]:
+    """Share within ±10 % over every model and measurement, and the least and most of one
+    measurement."""
+    per = 100 * np.mean(np.abs(residuals) < TENTH, axis=0)
+    return 100 * float(np.mean(np.abs(residuals) < TENTH)), float(per.min()), float(per.max())
+
+
 def clock(t: float) -> str:
     return time.strftime("%H:%M", time.localtime(t))
 
@@ -170,6 +248,9 @@ def main() -> None:
     parser.add_argument("datasets", type=Path, nargs="+", help="measured dataset folders")
     parser.add_argument("--backend", default="onnxruntime-cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--predictor", action="append", default=[],
+                        help="a predictor NAME or package PATH to score against the ceiling "
+                             "(repeatable)")
     args = parser.parse_args()
     if len(args.datasets) < 2:
         raise SystemExit("give at least two measured dataset folders")
@@ -230,6 +311,22 @@ def main() -> None:
               f"{a + b * np.log(1e9):.2f} at 1, {a + b * np.log(1e10):.2f} at 10); that line "
               "fitted to the other measurements: {:.1f} % (least {:.1f} %)".format(
                   *sens["by_flops"]))
+    top = ceiling([sets[d] for d in order], args.predictor)
+    if top:
+        print(f"ceiling: one time per model, each measurement at its level ({top['n']} models "
+              f"in all {len(order)}), within ±10 %: from every measurement (hindsight) "
+              "{:.1f} % (per measurement {:.1f}–{:.1f} %); from the others {:.1f} % "
+              "({:.1f}–{:.1f} %)".format(*top["hindsight"], *top["others"]))
+        print("  families' moves against the rest (sd of their median residual over the "
+              "measurements): " + ", ".join(
+                  f"{f} {100 * sd:.1f} %" for f, sd in sorted(top["moves"].items(),
+                                                              key=lambda item: -item[1])))
+        for label, p in top["predictors"].items():
+            print(f"  {label}: within ±10 % at each measurement's level "
+                  "{:.1f} % ({:.1f}–{:.1f} %); ".format(*p["at_level"])
+                  + f"its own error per model (median over the measurements) sd {p['bias_pct']:.1f} %, family medians " + ", ".join(
+                      f"{f} {e:+.1f}" for f, e in sorted(p["families"].items(),
+                                                         key=lambda item: item[1])) + " %")
 
 
 if __name__ == "__main__":
