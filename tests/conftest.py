@@ -1,9 +1,11 @@
 """Shared fixtures. ``zoo_onnx`` exports zoo models once per test session, so every test file can
 ask for e.g. ``zoo_onnx("mobilenetv3")`` without paying for the export twice. ``tiny_predictor``
 trains a small REAL predictor package per backend from profiles of tiny zoo models, once per
-session (``profile_models`` and ``build_package`` are its steps, for tests that vary them)."""
+session (``profile_models`` and ``build_package`` are its steps, for tests that vary them).
+``load_script`` imports a script of bench/ or scripts/ as a module, to test its functions."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import statistics
 import time
@@ -28,6 +30,15 @@ def _cpu_runs_bf16() -> bool:
 
 
 CPU_RUNS_BF16 = _cpu_runs_bf16()
+
+
+def load_script(path: str):
+    """The repository's script at ``path`` (``bench/…``, ``scripts/…``), imported as a module."""
+    full = Path(__file__).resolve().parents[1] / path
+    spec = importlib.util.spec_from_file_location(full.stem, full)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 needs_bf16 = pytest.mark.skipif(not CPU_RUNS_BF16, reason="this CPU has no bf16 (AVX512-BF16 "
                                 "or AMX): the openvino-cpu-bf16 backend refuses to run")
 

@@ -3,21 +3,15 @@ level. The README's claim of what no predictor can reach on this host rests on i
 checked on matrices whose answer is known."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "bench" / "bench_truth_hours.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def hours():
-    spec = importlib.util.spec_from_file_location("bench_truth_hours", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/bench_truth_hours.py")
 
 
 def times(moved: float) -> np.ndarray:

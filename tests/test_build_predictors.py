@@ -1,21 +1,15 @@
 """scripts/build_predictors.py: workspace settings given on its command line reach the build."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 import edgemeter.builder
 from edgemeter.builder import create_workspace, load_workspace
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "build_predictors.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("build_predictors", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/build_predictors.py")
 
 
 class Built(Exception):
