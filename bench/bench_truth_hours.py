@@ -56,6 +56,9 @@ if TYPE_CHECKING:
     from edgemeter.backends.protocol import Measurement
 
 
+TENTH = np.log(1.1)  # ±10 %, on log ratios
+
+
 def truths(folder: Path, backend: str, threads: int) -> dict[tuple[str, str], Measurement]:
     from edgemeter.store import Store
 
@@ -78,15 +81,14 @@ def compare(a: dict, b: dict) -> dict:
     raw = np.log([b[k].median_ms / a[k].median_ms for k in common])
     anchored = raw - np.log([b[k].anchor_ms / a[k].anchor_ms for k in common])
     level = float(np.median(anchored))
-    tenth = np.log(1.1)
     by_family: dict[str, list[float]] = {}
     for k, r in zip(common, anchored):
         by_family.setdefault(family(k), []).append(r)
     by_family.pop("other", None)
     return {"n": len(common), "raw_level": float(np.exp(np.median(raw))),
             "level": float(np.exp(level)), "stray_pct": 100 * float(np.std(anchored)),
-            "within_10": 100 * float(np.mean(np.abs(anchored) < tenth)),
-            "within_10_level_out": 100 * float(np.mean(np.abs(anchored - level) < tenth)),
+            "within_10": 100 * float(np.mean(np.abs(anchored) < TENTH)),
+            "within_10_level_out": 100 * float(np.mean(np.abs(anchored - level) < TENTH)),
             "families": {f: float(np.exp(np.median(v))) for f, v in sorted(by_family.items())}}
 
 
@@ -140,7 +142,7 @@ def sensitivity(sets: list[dict]) -> dict | None:
         shares = []
         for x, y in itertools.combinations(at_one, 2):
             d = y - x
-            shares.append(100 * float(np.mean(np.abs(d - np.median(d)) < np.log(1.1))))
+            shares.append(100 * float(np.mean(np.abs(d - np.median(d)) < TENTH)))
         return float(np.mean(shares)), float(np.min(shares))
 
     def flops_line(use: list[int]) -> tuple[float, float]:
@@ -170,9 +172,6 @@ def sensitivity(sets: list[dict]) -> dict | None:
                                  for i in every]),
             "flops_line": flops_line(every),
             "by_flops": agreement([{k: a + b * log_flops[k] for k in keys} for a, b in lines])}
-
-
-TENTH = np.log(1.1)
 
 
 def polish(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -235,8 +234,9 @@ def ceiling(sets: list[dict], predictors: list[str]) -> dict | None:
 def _within(residuals: np.ndarray) -> tuple[float, float, float]:
     """Share within ±10 % over every model and measurement, and the least and most of one
     measurement."""
-    per = 100 * np.mean(np.abs(residuals) < TENTH, axis=0)
-    return 100 * float(np.mean(np.abs(residuals) < TENTH)), float(per.min()), float(per.max())
+    inside = np.abs(residuals) < TENTH
+    per = 100 * np.mean(inside, axis=0)
+    return 100 * float(np.mean(inside)), float(per.min()), float(per.max())
 
 
 def clock(t: float) -> str:
@@ -322,11 +322,12 @@ def main() -> None:
                   f"{f} {100 * sd:.1f} %" for f, sd in sorted(top["moves"].items(),
                                                               key=lambda item: -item[1])))
         for label, p in top["predictors"].items():
+            families = ", ".join(f"{f} {e:+.1f}" for f, e in sorted(p["families"].items(),
+                                                                    key=lambda item: item[1]))
             print(f"  {label}: within ±10 % at each measurement's level "
                   "{:.1f} % ({:.1f}–{:.1f} %); ".format(*p["at_level"])
-                  + f"its own error per model (median over the measurements) sd {p['bias_pct']:.1f} %, family medians " + ", ".join(
-                      f"{f} {e:+.1f}" for f, e in sorted(p["families"].items(),
-                                                         key=lambda item: item[1])) + " %")
+                  + "its own error per model (median over the measurements) sd "
+                  f"{p['bias_pct']:.1f} %, family medians {families} %")
 
 
 if __name__ == "__main__":

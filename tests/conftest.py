@@ -30,6 +30,8 @@ def _cpu_runs_bf16() -> bool:
 
 
 CPU_RUNS_BF16 = _cpu_runs_bf16()
+needs_bf16 = pytest.mark.skipif(not CPU_RUNS_BF16, reason="this CPU has no bf16 (AVX512-BF16 "
+                                "or AMX): the openvino-cpu-bf16 backend refuses to run")
 
 
 def load_script(path: str):
@@ -39,8 +41,6 @@ def load_script(path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-needs_bf16 = pytest.mark.skipif(not CPU_RUNS_BF16, reason="this CPU has no bf16 (AVX512-BF16 "
-                                "or AMX): the openvino-cpu-bf16 backend refuses to run")
 
 
 @pytest.fixture(scope="session")
