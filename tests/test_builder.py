@@ -599,6 +599,27 @@ def test_profiler_cost_per_node_is_taken_off_before_shares():
     assert net_node_times({"a": 0.001, "b": 1.0}, 0.9)["a"] == pytest.approx(0.0001)
 
 
+def test_in_context_times_are_shares_of_the_unprofiled_median(zoo_onnx):
+    """A zoo model profiled on onnxruntime: one time per kernel detection finds, in its order;
+    they add up to the unprofiled median, less what no kernel could be charged with."""
+    from edgemeter.backends import Protocol, get_backend, measure
+    from edgemeter.builder.collect import in_context_ms, kernel_rows
+    from edgemeter.importers import load_graph
+    from edgemeter.kernels import detect, load_rules
+
+    path = zoo_onnx("mobilenetv2")
+    m = measure(path, "onnxruntime-cpu", {"threads": 1},
+                Protocol(rounds=1, max_rounds=1, repeats=5, warmup=2, profile_runs=5),
+                profile=True)
+    rules = load_rules(get_backend("onnxruntime-cpu", threads=1).rules)
+    kernels, times = in_context_ms(path, m, rules)
+    assert [k.nodes for k in kernels] == [k.nodes for k in detect(load_graph(path), rules)]
+    assert 0.5 * m.median_ms < sum(times) <= m.median_ms * (1 + 1e-9)
+    assert sum(t > 0 for t in times) > len(kernels) / 2
+    rows = kernel_rows(path, m, rules, "mnv2")
+    assert [row["latency_ms"] for row in rows] == [t for t in times if t > 0]
+
+
 def test_group_scales_catch_a_modest_bias_the_common_term_cannot_fit():
     # A 6 % bias under 2 % noise: cross-validation must refit the common term per fold too,
     # or its in-sample error beats the group scales (it did for 4 of these 10 seeds).

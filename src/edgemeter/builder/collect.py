@@ -103,7 +103,18 @@ class Collector:
 def kernel_rows(path: Path, m: Measurement, rules: Any, source: str,
                 statistic: str = "median") -> list[Row]:
     """Rows (``source``, ``type``, ``group``, features, ``latency_ms``) of a profiled model's
-    kernels; kernels the runtime did not run on their own (0 ms, no runtime node) are left out.
+    kernels (:func:`in_context_ms`); kernels the runtime did not run on their own (0 ms, no
+    runtime node) are left out."""
+    kernels, times = in_context_ms(path, m, rules, statistic)
+    return [{"source": source, "type": kernel.type, "group": regressor_group(kernel.type),
+             **kernel.features, "latency_ms": ms, **_anchor(m)}
+            for kernel, ms in zip(kernels, times) if ms > 0]
+
+
+def in_context_ms(path: Path, m: Measurement, rules: Any, statistic: str = "median"
+                  ) -> tuple[list[Any], list[float]]:
+    """The kernels of a profiled model (``rules``) and each one's time as it ran in the model
+    (ms; 0 where the runtime ran it inside another kernel's nodes, or no time is known).
 
     Profiling gives each kernel's SHARE of the run; the unprofiled latency (``statistic``)
     gives the total. The profiled run is another process at another moment: on a busy machine
@@ -119,19 +130,12 @@ def kernel_rows(path: Path, m: Measurement, rules: Any, source: str,
     kernels = detect(graph, rules)
     total = m.latency_ms(statistic)
     if not m.node_times_ms or not total:
-        return []
+        return kernels, [0.0] * len(kernels)
     times = kernel_times(graph, kernels, net_node_times(m.node_times_ms, total), m.node_origins,
                          m.node_inputs)
-    if not times.total_ms:
-        return []
-    scale = total / times.total_ms
-    rows = []
-    for kernel, timed in zip(kernels, times.kernels):
-        if timed["runtime_nodes"] and timed["latency_ms"] > 0:
-            rows.append({"source": source, "type": kernel.type,
-                         "group": regressor_group(kernel.type), **kernel.features,
-                         "latency_ms": timed["latency_ms"] * scale, **_anchor(m)})
-    return rows
+    scale = total / times.total_ms if times.total_ms else 0.0
+    return kernels, [timed["latency_ms"] * scale if timed["runtime_nodes"] else 0.0
+                     for timed in times.kernels]
 
 
 # The most per-node profiler cost taken off a node's time (ms); a larger excess of the profiled
