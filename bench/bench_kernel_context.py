@@ -101,8 +101,12 @@ def main() -> None:
     from edgemeter import load_predictor
     from edgemeter.backends import Protocol, measure_models
     from edgemeter.builder.collect import in_context_ms
+    from edgemeter.errors import EdgemeterError
 
-    predictor = load_predictor(args.predictor, args.version)
+    try:
+        predictor = load_predictor(args.predictor, args.version)
+    except EdgemeterError as error:
+        parser.exit(1, f"error: {error}\n")
     settings = predictor.package.extra.get("backend_settings") or {}
     protocol = Protocol(rounds=3, max_rounds=3)
     print(f"predictor {predictor.label}, backend {predictor.backend} {settings}, "
