@@ -41,9 +41,9 @@ def ratios(predicted: dict[str, float], measured: list[dict[str, float]]
     time (the runtime ran them inside other kernels) have no ratio there."""
     out = {}
     predicted_sum = sum(predicted.values())
+    sums = np.array([sum(m.values()) for m in measured])
     for kernel_type, ms in predicted.items():
         times = np.array([m.get(kernel_type, 0.0) for m in measured])
-        sums = np.array([sum(m.values()) for m in measured])
         timed = times > 0
         raw = ms / times[timed]
         share = (ms / predicted_sum) / (times[timed] / sums[timed])

@@ -40,4 +40,3 @@ def test_pooled_ratio_is_the_median_over_models(bench):
     assert conv[1:3] == ["3", "1.00"]  # 1, 2 and 1
     assert fc[1:3] == ["2", f"{np.median([1.0, 0.5 / 0.75]):.2f}"]
     assert bench.type_totals(["conv", "fc", "conv"], [1.0, 2.0, 0.5]) == {"conv": 1.5, "fc": 2.0}
-
