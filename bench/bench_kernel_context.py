@@ -10,7 +10,8 @@ this prints the predicted ms, the in-context ms (median over the measurements), 
 of the two: its median and range over the measurements, raw and as a share (the type's part of
 the predicted model against its part of the measured one, which takes the host's level and the
 predictor's level for the whole model out). Then per kernel type over all the models: the
-median of the models' median share ratios and their range.
+median of the models' median share ratios and their range. Last, each model's prediction
+against its measured median at the level of all the models, and those off it by over 10 %.
 
     .venv/bin/python bench/bench_kernel_context.py --predictor onnxruntime-cpu-1t --repeats 4 \\
         ds/models/ghostnet-s14100-000.onnx ds/models/ghostnet-s14100-001.onnx
@@ -86,6 +87,19 @@ def pooled(per_model: list[dict[str, tuple[float, np.ndarray, np.ndarray]]]) -> 
     return lines
 
 
+def at_level(names: list[str], ratios_to_truth: list[float]) -> list[str]:
+    """Each model's prediction over its measured median, put at the level of all of them (the
+    median of those ratios): how many fall within ±10 % of it, and which do not."""
+    values = np.array(ratios_to_truth)
+    level = float(np.median(values))
+    relative = values / level
+    inside = np.abs(relative - 1) <= 0.10
+    lines = [f"at the models' level (predicted at {level:.3f} of the measured median): "
+             f"{int(inside.sum())} of {len(values)} within ±10 %"]
+    lines += [f"  {name:<32}{r:>6.2f}" for name, r, ok in zip(names, relative, inside) if not ok]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path, help="ONNX models to measure")
@@ -122,16 +136,18 @@ def main() -> None:
             kernels, times = in_context_ms(path, m, predictor.rules)
             measured[path].append(type_totals([k.type for k in kernels], times))
             medians[path].append(float(m.median_ms))
-    per_model = []
+    per_model, to_truth = [], []
     for path in args.models:
         prediction = predictor.predict(path)
         predicted = type_totals([k["type"] for k in prediction.kernels],
                                 [k["latency_ms"] for k in prediction.kernels])
         per_model.append(ratios(predicted, measured[path]))
+        to_truth.append(prediction.latency_ms / float(np.median(medians[path])))
         print("\n".join(report(path.name, prediction.latency_ms, medians[path], predicted,
                                measured[path])))
     print(f"over {len(args.models)} models, each model's median share ratio:")
     print("\n".join(pooled(per_model)))
+    print("\n".join(at_level([path.name for path in args.models], to_truth)))
 
 
 if __name__ == "__main__":
