@@ -87,16 +87,20 @@ def pooled(per_model: list[dict[str, tuple[float, np.ndarray, np.ndarray]]]) -> 
     return lines
 
 
-def at_level(names: list[str], ratios_to_truth: list[float]) -> list[str]:
-    """Each model's prediction over its measured median, put at the level of all of them (the
-    median of those ratios): how many fall within ±10 % of it, and which do not."""
-    values = np.array(ratios_to_truth)
-    level = float(np.median(values))
-    relative = values / level
-    inside = np.abs(relative - 1) <= 0.10
-    lines = [f"at the models' level (predicted at {level:.3f} of the measured median): "
-             f"{int(inside.sum())} of {len(values)} within ±10 %"]
-    lines += [f"  {name:<32}{r:>6.2f}" for name, r, ok in zip(names, relative, inside) if not ok]
+def at_level(names: list[str], measured_ms: list[float], predicted_ms: list[float]
+             ) -> list[str]:
+    """Each model's prediction put at the level of all of them (the median of predicted over
+    measured, as ``relative_accuracy`` takes it): how many fall within ±10 % of their
+    measured median there, and which do not."""
+    from edgemeter.predictor.metrics import relative_accuracy
+
+    figures = relative_accuracy(measured_ms, predicted_ms)
+    relative = np.array(predicted_ms) / figures["scale"] / np.array(measured_ms)
+    inside = round(figures["within_10"] * len(names) / 100)
+    lines = [f"at the models' level (predicted at {figures['scale']:.3f} of the measured "
+             f"median): {inside} of {len(names)} within ±10 %"]
+    lines += [f"  {name:<32}{r:>6.2f}" for name, r in zip(names, relative)
+              if abs(r - 1) > 0.10 + 1e-12]
     return lines
 
 
@@ -136,18 +140,20 @@ def main() -> None:
             kernels, times = in_context_ms(path, m, predictor.rules)
             measured[path].append(type_totals([k.type for k in kernels], times))
             medians[path].append(float(m.median_ms))
-    per_model, to_truth = [], []
+    per_model, predicted_ms = [], []
     for path in args.models:
         prediction = predictor.predict(path)
         predicted = type_totals([k["type"] for k in prediction.kernels],
                                 [k["latency_ms"] for k in prediction.kernels])
         per_model.append(ratios(predicted, measured[path]))
-        to_truth.append(prediction.latency_ms / float(np.median(medians[path])))
+        predicted_ms.append(prediction.latency_ms)
         print("\n".join(report(path.name, prediction.latency_ms, medians[path], predicted,
                                measured[path])))
     print(f"over {len(args.models)} models, each model's median share ratio:")
     print("\n".join(pooled(per_model)))
-    print("\n".join(at_level([path.name for path in args.models], to_truth)))
+    print("\n".join(at_level([path.name for path in args.models],
+                              [float(np.median(medians[path])) for path in args.models],
+                              predicted_ms)))
 
 
 if __name__ == "__main__":

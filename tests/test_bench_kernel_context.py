@@ -44,7 +44,8 @@ def test_pooled_ratio_is_the_median_over_models(bench):
 
 def test_models_are_judged_at_the_level_of_all_of_them(bench):
     # The predictor runs 10 % fast on everything but one model it puts 25 % further low.
-    lines = bench.at_level(["a", "b", "c", "d"], [0.9, 0.9, 0.9, 0.9 * 0.75])
+    lines = bench.at_level(["a", "b", "c", "d"], [1.0, 2.0, 4.0, 8.0],
+                           [0.9, 1.8, 3.6, 8.0 * 0.9 * 0.75])
     assert "0.900 of the measured median" in lines[0]
     assert "3 of 4 within" in lines[0]
     assert [line.split() for line in lines[1:]] == [["d", "0.75"]]
