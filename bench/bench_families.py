@@ -1,0 +1,113 @@
+"""Which model families keep a predictor from the accuracy goal, over many stored truths?
+
+Each dataset folder given is one truth (a measured dataset, or a sibling of one measured again
+later) and is judged as ``edgemeter evaluate`` judges it. Every scored model's prediction is
+put at two levels: the truth's own (its models' median of predicted over measured, which
+``relative_accuracy`` takes out) and, where the truth has reference models, theirs (what
+``predict --calibrate-models`` measures). Per family, pooled over the truths: the predictions
+within ±10 % at each level, the median error at the truth's own level, and how far apart the
+family's models sit (the sd of each model's median error over its truths: what a better model
+of the family could win back, the hour's noise aside). Last, the same over all families, and
+without the family that scores lowest, which shows whether one family holds the goal back.
+
+    .venv/bin/python bench/bench_families.py --predictor onnxruntime-cpu-1t \\
+        acc*/dataset-s1[234]?00 acc*/dataset-s1[234]?00-again-onnxruntime-cpu-1t
+"""
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+BAND = 0.10
+
+
+def truth_rows(result) -> list[dict]:
+    """One row per scored model of an :class:`~edgemeter.dataset.evaluate.Evaluation`: its
+    prediction over its truth at the truth's own level and at its reference models' (None
+    without references)."""
+    scale = result.relative["scale"]
+    leveled = result.leveled["median"] if result.leveled else None
+    folder = Path(result.dataset)
+    # A sibling measured again links to the first folder's models: one model, two truths.
+    return [{"model": str((folder / row["file"]).resolve()), "family": row["family"],
+             "own": row["predicted_ms"] / scale / row["truth_ms"],
+             "references": (leveled * row["predicted_ms"] / row["truth_ms"]
+                            if leveled is not None else None)}
+            for row in result.rows]
+
+
+def _within(ratios: list[float]) -> float | None:
+    return 100 * float(np.mean(np.abs(np.array(ratios) - 1) <= BAND + 1e-12)) if ratios else None
+
+
+def figures(rows: list[dict]) -> dict:
+    """Predictions, the share within ±10 % at the truths' own and at the references' level,
+    the median error at the own level (%), and the sd of the models' median errors (%)."""
+    own = [r["own"] for r in rows]
+    by_model: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        by_model[r["model"]].append(np.log(r["own"]))
+    model_errors = [np.median(v) for v in by_model.values()]
+    return {"predictions": len(rows), "models": len(by_model),
+            "own": _within(own),
+            "references": _within([r["references"] for r in rows if r["references"] is not None]),
+            "median_error": 100 * (float(np.median(own)) - 1),
+            "models_sd": 100 * float(np.std(model_errors))}
+
+
+def family_table(rows: list[dict]) -> tuple[dict[str, dict], dict, str, dict]:
+    """Figures per family, over all rows, the family that scores lowest at the truths' own
+    level, and the figures without it."""
+    families: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        families[r["family"]].append(r)
+    table = {name: figures(subset) for name, subset in sorted(families.items())}
+    worst = min(table, key=lambda name: table[name]["own"])
+    return table, figures(rows), worst, figures([r for r in rows if r["family"] != worst])
+
+
+def _percent(value: float | None) -> str:
+    return f"{value:>8.1f} %" if value is not None else f"{'—':>10}"
+
+
+def lines(table: dict[str, dict], overall: dict, worst: str, without: dict) -> list[str]:
+    out = [f"{'family':<20}{'predictions':>12}{'±10 % own':>12}{'±10 % refs':>12}"
+           f"{'median err':>12}{'models sd':>11}"]
+    rows = [*table.items(), ("all", overall), (f"all but {worst}", without)]
+    for name, f in rows:
+        out.append(f"{name:<20}{f['predictions']:>12}{_percent(f['own']):>12}"
+                   f"{_percent(f['references']):>12}{f['median_error']:>+10.1f} %"
+                   f"{f['models_sd']:>9.1f} %")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="+", type=Path,
+                        help="measured dataset folders, one truth each")
+    parser.add_argument("--predictor", default=None,
+                        help="predictor name or package path (default: this machine's default)")
+    parser.add_argument("--version", default=None, help="predictor version (default: its default)")
+    args = parser.parse_args()
+
+    from edgemeter import load_predictor
+    from edgemeter.dataset.evaluate import evaluate
+    from edgemeter.errors import EdgemeterError
+
+    rows: list[dict] = []
+    try:
+        predictor = load_predictor(args.predictor, args.version)
+        for folder in args.datasets:
+            rows += truth_rows(evaluate(predictor, folder))
+    except EdgemeterError as error:
+        parser.exit(1, f"error: {error}\n")
+    print(f"predictor {predictor.label}: {len(args.datasets)} truths, {len(rows)} predictions "
+          f"of {len({r['model'] for r in rows})} models")
+    print("\n".join(lines(*family_table(rows))))
+
+
+if __name__ == "__main__":
+    main()

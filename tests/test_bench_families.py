@@ -1,0 +1,74 @@
+"""bench/bench_families.py: the README's reading of which family holds the accuracy goal back
+rests on its levels and its pooling."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from conftest import load_script
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script("bench/bench_families.py")
+
+
+def _evaluation(folder: Path, predicted: list[float], truth: list[float],
+                reference_level: float | None) -> SimpleNamespace:
+    rows = [{"file": f"models/m{i}.onnx", "family": "f", "predicted_ms": p, "truth_ms": t}
+            for i, (p, t) in enumerate(zip(predicted, truth))]
+    scale = float(np.median(np.array(predicted) / np.array(truth)))
+    leveled = {"median": reference_level} if reference_level is not None else {}
+    return SimpleNamespace(dataset=str(folder), rows=rows, relative={"scale": scale},
+                           leveled=leveled)
+
+
+def test_rows_at_the_truths_own_level_and_at_its_references(bench, tmp_path):
+    first = tmp_path / "ds"
+    (first / "models").mkdir(parents=True)
+    again = tmp_path / "ds-again"
+    again.mkdir()
+    (again / "models").symlink_to(first / "models")
+    # Predictions at half the truth, one model 20 % slower than the rest; the references say
+    # the host ran 2.2 times the predictions.
+    rows = bench.truth_rows(_evaluation(first, [1.0, 2.0, 3.0], [2.0, 4.0, 7.2], 2.2))
+    assert [r["own"] for r in rows] == pytest.approx([1.0, 1.0, 1 / 1.2])
+    assert [r["references"] for r in rows] == pytest.approx([1.1, 1.1, 2.2 * 3 / 7.2])
+    # Measured again beside it, without references: the same models, no reference level.
+    later = bench.truth_rows(_evaluation(again, [1.0, 2.0, 3.0], [2.0, 4.0, 6.0], None))
+    assert [r["model"] for r in later] == [r["model"] for r in rows]
+    assert all(r["references"] is None for r in later)
+
+
+def test_family_table_pools_truths_and_names_the_family_that_holds_the_rest_back(bench):
+    def row(model: str, family: str, own: float, references: float | None = None) -> dict:
+        return {"model": model, "family": family, "own": own, "references": references}
+
+    rows = [row("a1", "good", 1.02, 1.0), row("a1", "good", 0.98, 1.05),
+            row("a2", "good", 1.05, 1.12), row("a2", "good", 0.95, None),
+            row("b1", "bad", 1.20, 1.3), row("b1", "bad", 1.05, 1.0),
+            row("b2", "bad", 0.85, 0.9), row("b2", "bad", 0.80, None)]
+    table, overall, worst, without = bench.family_table(rows)
+    assert worst == "bad"
+    assert table["good"]["own"] == 100.0 and table["good"]["references"] == pytest.approx(200 / 3)
+    assert table["bad"]["own"] == 25.0 and table["bad"]["references"] == pytest.approx(200 / 3)
+    assert overall["predictions"] == 8 and overall["own"] == pytest.approx(62.5)
+    assert without == table["good"]
+    # Each model's median error over its truths, their sd: b1 at ln(1.2·1.05)/2, b2 lower.
+    b = [np.log(1.2 * 1.05) / 2, np.log(0.85 * 0.80) / 2]
+    assert table["bad"]["models_sd"] == pytest.approx(100 * np.std(b))
+    assert table["bad"]["models"] == 2
+
+
+def test_a_folder_that_is_no_dataset_gives_one_line(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_families.py"),
+                          str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.strip().count("\n") == 0 and "not a dataset" in out.stderr
