@@ -133,6 +133,33 @@ def test_training_variants_spread_over_each_familys_sizes():
     assert sized.count("vit") == 6
 
 
+def test_a_weighted_family_gets_more_training_variants_each_round():
+    from edgemeter.builder.collect import spread_zoo_variants, zoo_variants
+    from edgemeter.builder.workspace import _family_weights
+
+    families = ["resnet", "vit"]
+    drawn = zoo_variants(families, 6, 7)   # vit's draws 0-5 are its first six of any count
+    along = [0, 0.1, 5, 0.2, 3, 9]
+    where = {json.dumps(v): along[int(name.rsplit("-", 1)[1])] for name, _, v in drawn}
+
+    def size(family, variant):
+        return (math.exp(where.get(json.dumps(variant), 0)),) * 2
+
+    order = list(spread_zoo_variants(families, 3, 7, size, weights={"vit": 2}))
+    assert [family for _, family, _ in order] == ["resnet", "vit", "vit"] * 3
+    vit = [name for name, family, _ in order if family == "vit"]
+    assert sorted(vit) == sorted(name for name, family, _ in drawn if family == "vit")
+    # the same spread rule over the six draws as with six rounds of weight 1
+    assert [int(name.rsplit("-", 1)[1]) for name in vit] == [0, 2, 5, 4, 3, 1]
+    assert [n for n, f, _ in order if f == "resnet"] == [n for n, f, _ in
+                                                          spread_zoo_variants(families, 3, 7,
+                                                                              size)
+                                                          if f == "resnet"]
+    for bad in ({"vitt": 2}, {"vit": 0}, {"vit": 1.5}, ["vit"]):
+        with pytest.raises(ValueError):
+            _family_weights(bad)
+
+
 def test_kernels_no_model_can_have_are_not_prior_rows():
     from edgemeter.kernels import Kernel
 

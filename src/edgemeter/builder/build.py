@@ -192,9 +192,11 @@ def build(workspace: str | Path | Workspace, budget_s: float | None = None,
             else:
                 next_reference_slice()  # 0. the first slice of reference models
                 # 1. zoo models: whole medians (model term) and, with per-node times, kernel rows
-                count = cfg["zoo_train_variants"]
-                variants = collect.spread_zoo_variants(families, count, cfg["zoo_seed"])
-                for path, m in _measure_variants(collector, variants, count * len(families),
+                count, weights = cfg["zoo_train_variants"], cfg["zoo_family_weights"]
+                variants = collect.spread_zoo_variants(families, count, cfg["zoo_seed"],
+                                                       weights=weights)
+                total = count * sum(weights.get(family, 1) for family in families)
+                for path, m in _measure_variants(collector, variants, total,
                                                  zoo_dir, per_node, clock, ZOO_SHARE, bar,
                                                  "zoo models"):
                     record, zoo_rows = zoo_data(ws, path, m, rules, per_node)

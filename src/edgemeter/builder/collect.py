@@ -247,23 +247,28 @@ SPREAD_POOL = 2  # a family's k-th training variant is chosen among its first 2k
 
 
 def spread_zoo_variants(families: Sequence[str], per_family: int, seed: int,
-                        size: Callable[[str, dict[str, Any]], tuple[int, int]] | None = None
+                        size: Callable[[str, dict[str, Any]], tuple[int, int]] | None = None,
+                        weights: Mapping[str, int] | None = None
                         ) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """The variants of :func:`zoo_variants`, in the same round-by-round order of families, each
     family's picked so that any prefix spreads over its sizes: the first draw first, then the
     draw farthest (in log weights and log multiply-accumulates, ``size``: :func:`zoo.size`) from
     those picked, among the first ``SPREAD_POOL`` × k draws for the k-th pick. Lazy, so that
-    a budget that ends the list early sizes about twice the variants it measures.
+    a budget that ends the list early sizes about twice the variants it measures. A family of
+    weight w (``weights``, default 1) gives w picks per round and has w × ``per_family`` draws.
 
     Why: with the 15-16 random variants per family a 30-minute build measures, the largest
     repeat errors of the Xeon builds (2026-12-03) were held-out models far from every training
-    variant of their family in those two sizes."""
+    variant of their family in those two sizes. The weights: GhostNet variants stray from
+    their kernels' sum twice as far as most families' do, and the spread shrinks with more of
+    them in training (bench/RESULTS.md, 2026-12-06)."""
     import numpy as np
 
     from edgemeter import zoo
 
     size = size or zoo.size
-    drawn = _family_draws(families, per_family, seed)
+    weights = {family: (weights or {}).get(family, 1) for family in families}
+    drawn = _family_draws(families, per_family * max(weights.values(), default=1), seed)
     points: dict[str, list[Any]] = {family: [] for family in families}
     picked: dict[str, list[int]] = {family: [] for family in families}
 
@@ -277,13 +282,16 @@ def spread_zoo_variants(families: Sequence[str], per_family: int, seed: int,
         return min(float(np.linalg.norm(point(family, i) - point(family, j)))
                    for j in picked[family])
 
-    for k in range(per_family):
+    for _ in range(per_family):
         for family in families:
-            pool = [i for i in range(min(per_family, SPREAD_POOL * (k + 1)))
-                    if i not in picked[family]]
-            best = max(pool, key=lambda i: (gap(family, i), -i)) if picked[family] else pool[0]
-            picked[family].append(best)
-            yield drawn[family][best]
+            for _ in range(weights[family]):
+                k = len(picked[family])
+                pool = [i for i in range(min(per_family * weights[family], SPREAD_POOL * (k + 1)))
+                        if i not in picked[family]]
+                best = (max(pool, key=lambda i: (gap(family, i), -i)) if picked[family]
+                        else pool[0])
+                picked[family].append(best)
+                yield drawn[family][best]
 
 
 def export_variant(folder: Path, name: str, family: str, variant: Mapping[str, Any]) -> Path:

@@ -119,6 +119,18 @@ def _families(value: Any) -> Any:
     return _list_or_all(tuple(sorted(FAMILIES)))(value)
 
 
+def _family_weights(value: Any) -> dict[str, int]:
+    from edgemeter.zoo import FAMILIES
+    if not isinstance(value, dict):
+        raise ValueError("a mapping of zoo family to an integer >= 1, e.g. {ghostnet: 3}")
+    for family, weight in value.items():
+        if family not in FAMILIES:
+            raise ValueError(f"zoo families{_of(tuple(sorted(FAMILIES)))} (not {family!r})")
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+            raise ValueError(f"integers >= 1 as weights (not {weight!r} for {family})")
+    return value
+
+
 def _groups(value: Any) -> Any:
     from edgemeter.builder.sampling import SHAPE_COLUMNS
     return _list_or_all(tuple(SHAPE_COLUMNS))(value)
@@ -194,6 +206,10 @@ SCHEMA: dict[str, dict[str, Setting]] = {
                                       "taken so that each family's first ones spread over its "
                                       "sizes; the budget's zoo share usually ends the list "
                                       "earlier", _int(0)),
+        "zoo_family_weights": Setting({}, "families that get more training variants than "
+                                      "the rest: family -> variants per one of the others' "
+                                      "(e.g. {ghostnet: 3}), for families whose models stray "
+                                      "most from their kernels' sum", _family_weights),
         "zoo_eval_variants": Setting(1, "held-out random variants per family for the final "
                                      "whole-model accuracy", _int(0)),
         "reference_models": Setting(19, "new zoo variants (seed + 2) measured as truths are, "
