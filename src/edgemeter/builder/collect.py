@@ -260,8 +260,9 @@ def spread_zoo_variants(families: Sequence[str], per_family: int, seed: int,
     Why: with the 15-16 random variants per family a 30-minute build measures, the largest
     repeat errors of the Xeon builds (2026-12-03) were held-out models far from every training
     variant of their family in those two sizes. The weights: GhostNet variants stray from
-    their kernels' sum twice as far as most families' do, and the spread shrinks with more of
-    them in training (bench/RESULTS.md, 2026-12-06)."""
+    their kernels' sum twice as far as most families' do; more of them narrowed that in a
+    retrain trial, less in one 30-minute build, which had fewer of every other family
+    (bench/RESULTS.md, 2026-12-06)."""
     import numpy as np
 
     from edgemeter import zoo
