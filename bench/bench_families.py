@@ -21,9 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-BAND = 0.10
-
-
 def truth_rows(result) -> list[dict]:
     """One row per scored model of an :class:`~edgemeter.dataset.evaluate.Evaluation`: its
     prediction over its truth at the truth's own level and at its reference models' (None
@@ -40,7 +37,11 @@ def truth_rows(result) -> list[dict]:
 
 
 def _within(ratios: list[float]) -> float | None:
-    return 100 * float(np.mean(np.abs(np.array(ratios) - 1) <= BAND + 1e-12)) if ratios else None
+    """The share of predictions (over truth, at a level) within ±10 %, as every figure of
+    edgemeter's counts it; None without any."""
+    from edgemeter.predictor.metrics import within
+
+    return within(np.ones(len(ratios)), ratios, 10) if ratios else None
 
 
 def figures(rows: list[dict]) -> dict:
