@@ -126,8 +126,10 @@ def _family_weights(value: Any) -> dict[str, int]:
     for family, weight in value.items():
         if family not in FAMILIES:
             raise ValueError(f"zoo families{_of(tuple(sorted(FAMILIES)))} (not {family!r})")
-        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
-            raise ValueError(f"integers >= 1 as weights (not {weight!r} for {family})")
+        try:
+            _int(1)(weight)
+        except ValueError as exc:
+            raise ValueError(f"{exc} as each weight (not {weight!r} for {family})") from None
     return value
 
 
