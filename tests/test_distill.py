@@ -36,8 +36,20 @@ def test_kernel_parts_are_the_predictions_kernels(builds, ensemble):  # noqa: F8
     assert slow.speed_ratio == pytest.approx(0.8)  # the factor was not 1
 
 
-def test_a_distilled_package_predicts_as_its_ensemble(builds, ensemble, tmp_path):  # noqa: F811
-    package = distill(ensemble, "3.0", trees=20)
+@pytest.fixture(scope="module")
+def apart(builds) -> Ensemble:  # noqa: F811
+    """The ensemble with its second member's model term a further 30 % higher: members apart by
+    design, not by what two small measured builds happen to leave between them (once under
+    5 % RMS, too near for the distilled package's own error to show it nearer their mean)."""
+    second = builds["second"]
+    term = second.extra["model_term"]
+    wider = replace(second, extra={**second.extra,
+                                   "model_term": {**term, "scale": 1.3 * term["scale"]}})
+    return Ensemble([Predictor(builds["first"]), Predictor(wider)], "tiny-ort", "2.0")
+
+
+def test_a_distilled_package_predicts_as_its_ensemble(builds, apart, tmp_path):  # noqa: F811
+    package = distill(apart, "3.0", trees=20)
     path = save_package(package, tmp_path / "distilled.zip")
     distilled = Predictor(load_package(path))
     assert (distilled.label, distilled.anchor_ms) == ("tiny-ort 3.0", 0.4)
@@ -45,14 +57,15 @@ def test_a_distilled_package_predicts_as_its_ensemble(builds, ensemble, tmp_path
     assert package.extra["model_term"]["scale"] == 1.0 and not package.training_data
     gaps = {"distilled": [], "members": []}
     for model in builds["paths"]:
-        mean = ensemble.predict(model).latency_ms
+        mean = apart.predict(model).latency_ms
         gaps["distilled"].append(distilled.predict(model).latency_ms / mean - 1)
         gaps["members"] += [m.predict(model).latency_ms / mean - 1
-                            for m in ensemble.members_at_speed]
+                            for m in apart.members_at_speed]
     rms = {k: float(np.sqrt(np.mean(np.square(v)))) for k, v in gaps.items()}
-    # The members are 8-10 % (RMS) either side of their mean; the distilled package was 2.6-2.9 %
-    # from it, not nearer: a few rows per group here, and leaves of three rows blur the rarest.
-    assert rms["members"] > 0.05 and rms["distilled"] < 0.6 * rms["members"]
+    # The members were 11.6-14.1 % (RMS) either side of their mean, the distilled package 2.0-2.3 %
+    # from it over three runs, not nearer: a few rows per group here, and leaves of three rows blur
+    # the rarest.
+    assert rms["members"] > 0.05 and rms["distilled"] < 0.4 * rms["members"]
 
 
 def test_kernels_of_unmeasured_models_bring_it_nearer_there(ensemble):
