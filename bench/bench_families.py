@@ -7,8 +7,12 @@ put at two levels: the truth's own (its models' median of predicted over measure
 ``predict --calibrate-models`` measures). Per family, pooled over the truths: the predictions
 within ±10 % at each level, the median error at the truth's own level, and how far apart the
 family's models sit (the sd of each model's median error over its truths: what a better model
-of the family could win back, the hour's noise aside). Last, the same over all families, and
-without the family that scores lowest, which shows whether one family holds the goal back.
+of the family could win back, the hour's noise aside). Two columns tell how steady the truths
+themselves are: how far a model's errors sit apart over its truths (pooled sd; its prediction
+is the same in each, so this is its measurements moving) and how much its time moves from one
+fresh process to the next within a measurement (the median sd of the log round medians). Last,
+the same over all families, and without the family that scores lowest, which shows whether one
+family holds the goal back.
 
     .venv/bin/python bench/bench_families.py --predictor onnxruntime-cpu-1t \\
         acc*/dataset-s1[234]?00 acc*/dataset-s1[234]?00-again-onnxruntime-cpu-1t
@@ -21,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-def truth_rows(result) -> list[dict]:
+def truth_rows(result, rounds: dict[str, list[float]]) -> list[dict]:
     """One row per scored model of an :class:`~edgemeter.dataset.evaluate.Evaluation`: its
     prediction over its truth at the truth's own level and at its reference models' (None
-    without references)."""
+    without references), and how much its round medians (``rounds``, by file) move (None with
+    fewer than two)."""
     scale = result.relative["scale"]
     leveled = result.leveled["median"] if result.leveled else None
     folder = Path(result.dataset)
@@ -32,7 +37,9 @@ def truth_rows(result) -> list[dict]:
     return [{"model": str((folder / row["file"]).resolve()), "family": row["family"],
              "own": row["predicted_ms"] / scale / row["truth_ms"],
              "references": (leveled * row["predicted_ms"] / row["truth_ms"]
-                            if leveled is not None else None)}
+                            if leveled is not None else None),
+             "rounds_sd": (float(np.std(np.log(rounds[row["file"]])))
+                           if len(rounds.get(row["file"], ())) > 1 else None)}
             for row in result.rows]
 
 
@@ -46,17 +53,25 @@ def _within(ratios: list[float]) -> float | None:
 
 def figures(rows: list[dict]) -> dict:
     """Predictions, the share within ±10 % at the truths' own and at the references' level,
-    the median error at the own level (%), and the sd of the models' median errors (%)."""
+    the median error at the own level (%), the sd of the models' median errors (%), the pooled
+    sd of each model's errors over its truths (%; None without a model in two truths) and the
+    median sd of a measurement's log round medians (%; None without rounds)."""
     own = [r["own"] for r in rows]
     by_model: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         by_model[r["model"]].append(np.log(r["own"]))
     model_errors = [np.median(v) for v in by_model.values()]
+    repeated = [v for v in by_model.values() if len(v) > 1]
+    squares = sum(float(np.sum(np.square(np.array(v) - np.mean(v)))) for v in repeated)
+    freedom = sum(len(v) - 1 for v in repeated)
+    rounds_sd = [r["rounds_sd"] for r in rows if r["rounds_sd"] is not None]
     return {"predictions": len(rows), "models": len(by_model),
             "own": _within(own),
             "references": _within([r["references"] for r in rows if r["references"] is not None]),
             "median_error": 100 * (float(np.median(own)) - 1),
-            "models_sd": 100 * float(np.std(model_errors))}
+            "models_sd": 100 * float(np.std(model_errors)),
+            "truths_sd": 100 * np.sqrt(squares / freedom) if freedom else None,
+            "rounds_sd": 100 * float(np.median(rounds_sd)) if rounds_sd else None}
 
 
 def family_table(rows: list[dict]) -> tuple[dict[str, dict], dict, str, dict]:
@@ -76,12 +91,13 @@ def _percent(value: float | None) -> str:
 
 def lines(table: dict[str, dict], overall: dict, worst: str, without: dict) -> list[str]:
     out = [f"{'family':<20}{'predictions':>12}{'±10 % own':>12}{'±10 % refs':>12}"
-           f"{'median err':>12}{'models sd':>11}"]
+           f"{'median err':>12}{'models sd':>11}{'truths sd':>11}{'rounds sd':>11}"]
     rows = [*table.items(), ("all", overall), (f"all but {worst}", without)]
     for name, f in rows:
         out.append(f"{name:<20}{f['predictions']:>12}{_percent(f['own']):>12}"
                    f"{_percent(f['references']):>12}{f['median_error']:>+10.1f} %"
-                   f"{f['models_sd']:>9.1f} %")
+                   f"{f['models_sd']:>9.1f} %{_percent(f['truths_sd']):>11}"
+                   f"{_percent(f['rounds_sd']):>11}")
     return out
 
 
@@ -95,14 +111,18 @@ def main() -> None:
     args = parser.parse_args()
 
     from edgemeter import load_predictor
-    from edgemeter.dataset.evaluate import evaluate
+    from edgemeter.dataset.evaluate import evaluate, measured_records
     from edgemeter.errors import EdgemeterError
 
     rows: list[dict] = []
     try:
         predictor = load_predictor(args.predictor, args.version)
+        settings = predictor.package.extra.get("backend_settings")
         for folder in args.datasets:
-            rows += truth_rows(evaluate(predictor, folder))
+            result = evaluate(predictor, folder)  # first: it says what is wrong with a folder
+            records, _ = measured_records(folder, predictor.backend, None, settings)
+            rounds = {r["file"]: r.get("round_medians_ms") or [] for r in records}
+            rows += truth_rows(result, rounds)
     except EdgemeterError as error:
         parser.exit(1, f"error: {error}\n")
     print(f"predictor {predictor.label}: {len(args.datasets)} truths, {len(rows)} predictions "

@@ -38,23 +38,30 @@ def test_rows_at_the_truths_own_level_and_at_its_references(bench, tmp_path):
     (again / "models").symlink_to(first / "models")
     # Predictions at half the truth, one model 20 % slower than the rest; the references say
     # the host ran 2.2 times the predictions.
-    rows = bench.truth_rows(_evaluation(first, [1.0, 2.0, 3.0], [2.0, 4.0, 7.2], 2.2))
+    # Model 0's rounds moved by e either side of its median; model 2 has one round only.
+    e = 0.1
+    rounds = {"models/m0.onnx": [2 * np.exp(-e), 2.0, 2 * np.exp(e)], "models/m1.onnx": [4.0, 4.0],
+              "models/m2.onnx": [7.2]}
+    rows = bench.truth_rows(_evaluation(first, [1.0, 2.0, 3.0], [2.0, 4.0, 7.2], 2.2), rounds)
     assert [r["own"] for r in rows] == pytest.approx([1.0, 1.0, 1 / 1.2])
     assert [r["references"] for r in rows] == pytest.approx([1.1, 1.1, 2.2 * 3 / 7.2])
+    assert [r["rounds_sd"] for r in rows] == pytest.approx([e * np.sqrt(2 / 3), 0.0, None])
     # Measured again beside it, without references: the same models, no reference level.
-    later = bench.truth_rows(_evaluation(again, [1.0, 2.0, 3.0], [2.0, 4.0, 6.0], None))
+    later = bench.truth_rows(_evaluation(again, [1.0, 2.0, 3.0], [2.0, 4.0, 6.0], None), {})
     assert [r["model"] for r in later] == [r["model"] for r in rows]
-    assert all(r["references"] is None for r in later)
+    assert all(r["references"] is None and r["rounds_sd"] is None for r in later)
 
 
 def test_family_table_pools_truths_and_names_the_family_that_holds_the_rest_back(bench):
-    def row(model: str, family: str, own: float, references: float | None = None) -> dict:
-        return {"model": model, "family": family, "own": own, "references": references}
+    def row(model: str, family: str, own: float, references: float | None = None,
+            rounds_sd: float | None = None) -> dict:
+        return {"model": model, "family": family, "own": own, "references": references,
+                "rounds_sd": rounds_sd}
 
-    rows = [row("a1", "good", 1.02, 1.0), row("a1", "good", 0.98, 1.05),
+    rows = [row("a1", "good", 1.02, 1.0, 0.01), row("a1", "good", 0.98, 1.05, 0.03),
             row("a2", "good", 1.05, 1.12), row("a2", "good", 0.95, None),
-            row("b1", "bad", 1.20, 1.3), row("b1", "bad", 1.05, 1.0),
-            row("b2", "bad", 0.85, 0.9), row("b2", "bad", 0.80, None)]
+            row("b1", "bad", 1.20, 1.3, 0.1), row("b1", "bad", 1.05, 1.0, 0.2),
+            row("b2", "bad", 0.85, 0.9, 0.3), row("b2", "bad", 0.80, None)]
     table, overall, worst, without = bench.family_table(rows)
     assert worst == "bad"
     assert table["good"]["own"] == 100.0 and table["good"]["references"] == pytest.approx(200 / 3)
@@ -65,6 +72,13 @@ def test_family_table_pools_truths_and_names_the_family_that_holds_the_rest_back
     b = [np.log(1.2 * 1.05) / 2, np.log(0.85 * 0.80) / 2]
     assert table["bad"]["models_sd"] == pytest.approx(100 * np.std(b))
     assert table["bad"]["models"] == 2
+    # Each model's two errors sit |d|/√2 from their mean (one degree of freedom each): pooled.
+    d = np.log([1.20 / 1.05, 0.85 / 0.80])
+    assert table["bad"]["truths_sd"] == pytest.approx(100 * np.sqrt(np.mean(d ** 2) / 2))
+    assert table["bad"]["rounds_sd"] == pytest.approx(20.0)  # the median of 0.1, 0.2, 0.3
+    assert table["good"]["rounds_sd"] == pytest.approx(2.0)
+    single = bench.figures([row("c1", "lone", 1.0)])
+    assert single["truths_sd"] is None and single["rounds_sd"] is None
 
 
 def test_a_folder_that_is_no_dataset_gives_one_line(tmp_path):

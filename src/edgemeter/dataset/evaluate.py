@@ -86,9 +86,9 @@ def latency_band(ms: float) -> str:
     return f">= {lower:g} ms"
 
 
-def _measured(folder: Path, backend: str, threads: int | None,
-              settings: dict[str, Any] | None = None,
-              statistic: str = "median") -> tuple[list[dict], dict]:
+def measured_records(folder: Path, backend: str, threads: int | None,
+                     settings: dict[str, Any] | None = None,
+                     statistic: str = "median") -> tuple[list[dict], dict]:
     """Successful measurements of one backend setting: ``threads`` if given, else the
     predictor's own ``settings`` if it recorded them; several settings left need ``threads``."""
     key = f"{statistic}_ms"
@@ -150,8 +150,8 @@ def evaluate(predictor: Any, folder: str | Path, backend: str | None = None,
     # The predictor was trained on one statistic of its measurements; the truth is the same.
     statistic = predictor.package.extra.get("statistic", "median")
     key = f"{statistic}_ms"
-    records, config = _measured(folder, backend, threads,
-                                predictor.package.extra.get("backend_settings"), statistic)
+    records, config = measured_records(folder, backend, threads,
+                                       predictor.package.extra.get("backend_settings"), statistic)
     records = [r for r in records if r["file"] in index]
 
     def cut(record: dict[str, Any]) -> dict[str, Any]:
