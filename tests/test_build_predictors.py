@@ -16,11 +16,15 @@ class Built(Exception):
     """Raised in place of the build: the test stops where measuring would start."""
 
 
-def test_overrides_reach_fresh_configs(script, tmp_path, monkeypatch):
+@pytest.fixture
+def no_build(monkeypatch):
     def fake_build(ws, budget, retrain):
         raise Built(ws)
 
     monkeypatch.setattr(edgemeter.builder, "build", fake_build)
+
+
+def test_overrides_reach_fresh_configs(script, tmp_path, no_build):
     with pytest.raises(Built) as built:
         script.build_target("onnxruntime-cpu-1t", tmp_path, "1m", True, "9.1", False,
                             {"zoo_seed": 2000, "reference_models": 3})
@@ -28,6 +32,14 @@ def test_overrides_reach_fresh_configs(script, tmp_path, monkeypatch):
     assert ws.build["zoo_seed"] == 2000 and ws.build["reference_models"] == 3
     assert ws.build["trees"] == script.SETTINGS["trees"]
     assert load_workspace(tmp_path / "onnxruntime-cpu-1t").build["version"] == "9.1"
+
+
+@pytest.mark.parametrize("name", ["onnxruntime-cpu-1t", "onnxruntime-cpu-2t"])
+def test_a_target_gets_its_own_settings(script, name, tmp_path, no_build):
+    with pytest.raises(Built) as built:
+        script.build_target(name, tmp_path, "1m", True, "9.1", False)
+    weights = built.value.args[0].build["zoo_family_weights"]
+    assert weights == ({"ghostnet": 6} if name == "onnxruntime-cpu-1t" else {})
 
 
 def test_overrides_refused_on_kept_configs(script, tmp_path):
