@@ -16,6 +16,8 @@
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.36 \
         --fresh-configs --zoo-seed 2000 --workdir D   # trained on other zoo variants than
                                                       # the default seed's
+    python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.45 \
+        --fresh-configs --zoo-family-weights none --workdir D   # without the target's weight
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.33 \
         --ensemble 1.26,1.29,1.32                # the mean of shipped builds (measures nothing)
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.35 \
@@ -37,6 +39,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "src" / "edgemeter" / "data" / "predictors"
@@ -65,10 +68,10 @@ TARGET_SETTINGS = {"onnxruntime-cpu-1t": {"zoo_family_weights": {"ghostnet": 6}}
 
 
 def build_target(name: str, workdir: Path, budget: str, overwrite_configs: bool,
-                 version: str, retrain: bool, overrides: dict[str, int] | None = None) -> Path:
+                 version: str, retrain: bool, overrides: dict[str, Any] | None = None) -> Path:
     """Build ``name`` in ``workdir`` and ship it; ``overrides``: workspace settings that
-    differ from SETTINGS and TARGET_SETTINGS (``reference_models``, ``zoo_seed``), written
-    with fresh configs."""
+    differ from SETTINGS and TARGET_SETTINGS (``reference_models``, ``zoo_seed``,
+    ``zoo_family_weights``), written with fresh configs."""
     from edgemeter.builder import build, create_workspace, load_workspace
     from edgemeter.builder.workspace import parse_duration
 
@@ -131,6 +134,24 @@ def distill_shipped(name: str, source: str, version: str, trees: int | None,
     return save_package(package, SHIPPED / name / f"{version}.zip", overwrite=True)
 
 
+def family_weights(text: str) -> dict[str, int]:
+    """``--zoo-family-weights``: 'none' or FAMILY=N,... (N >= 1 variants per one of the
+    others')."""
+    from edgemeter.zoo import FAMILIES
+
+    if text == "none":
+        return {}
+    weights = {}
+    for item in text.split(","):
+        family, _, weight = item.partition("=")
+        if family not in FAMILIES or not weight.isdigit() or int(weight) < 1:
+            raise argparse.ArgumentTypeError(
+                f"expected 'none' or FAMILY=N,... with N >= 1 and FAMILY one of "
+                f"{', '.join(sorted(FAMILIES))} (not {item!r})")
+        weights[family] = int(weight)
+    return weights
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=sorted(TARGETS), action="append",
@@ -156,6 +177,10 @@ def main() -> None:
                         help="with --fresh-configs: seed of the zoo variants the build trains "
                              "on (default: the builder's, 1000); a member of an ensemble "
                              "trained on other variants than its fellows errs apart from them")
+    parser.add_argument("--zoo-family-weights", type=family_weights, metavar="F=N,...|none",
+                        help="with --fresh-configs: training variants of these families per "
+                             "one of the others' in place of the target's own (TARGET_SETTINGS); "
+                             "'none' builds without weights")
     parser.add_argument("--ensemble", metavar="V1,V2,...",
                         help="write --version as the mean of these shipped versions of the "
                              "--only predictor (measure nothing)")
@@ -201,7 +226,8 @@ def main() -> None:
                 p.stem for p in (SHIPPED / name).glob("*.zip"))
             targets = [ship(SHIPPED / name / f"{v}.zip", name, v, args.trees) for v in versions]
         else:
-            overrides = {key: getattr(args, key) for key in ("reference_models", "zoo_seed")
+            keys = ("reference_models", "zoo_seed", "zoo_family_weights")
+            overrides = {key: getattr(args, key) for key in keys
                          if getattr(args, key) is not None}
             targets = [build_target(name, args.workdir, args.budget, args.fresh_configs,
                                     args.version or VERSION, args.retrain, overrides)]

@@ -1,4 +1,6 @@
 """scripts/build_predictors.py: workspace settings given on its command line reach the build."""
+import argparse
+
 import pytest
 
 import edgemeter.builder
@@ -40,6 +42,21 @@ def test_a_target_gets_its_own_settings(script, name, tmp_path, no_build):
         script.build_target(name, tmp_path, "1m", True, "9.1", False)
     weights = built.value.args[0].build["zoo_family_weights"]
     assert weights == ({"ghostnet": 6} if name == "onnxruntime-cpu-1t" else {})
+
+
+@pytest.mark.parametrize("text, weights", [("none", {}), ("ghostnet=1", {"ghostnet": 1}),
+                                           ("ghostnet=6,resnet=2", {"ghostnet": 6, "resnet": 2})])
+def test_family_weights_replace_the_targets(script, text, weights, tmp_path, no_build):
+    with pytest.raises(Built) as built:
+        script.build_target("onnxruntime-cpu-1t", tmp_path, "1m", True, "9.1", False,
+                            {"zoo_family_weights": script.family_weights(text)})
+    assert built.value.args[0].build["zoo_family_weights"] == weights
+
+
+@pytest.mark.parametrize("text", ["ghostnet", "ghostnet=0", "ghostnet=two", "mobilenet=3", ""])
+def test_bad_family_weights_are_one_line(script, text):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected 'none' or FAMILY=N"):
+        script.family_weights(text)
 
 
 def test_overrides_refused_on_kept_configs(script, tmp_path):
