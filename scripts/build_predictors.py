@@ -63,7 +63,8 @@ SETTINGS = {"trees": 30, "zoo_train_variants": 64, "zoo_eval_variants": 1, "iter
 # Settings of one target on top of SETTINGS. GhostNet variants stray most from their kernels'
 # sum; six of them per round of the others won GhostNet in three pairs of 30-minute Zen 4
 # builds, weighted against unweighted (on five fresh truths, 86-90 % of its predictions within
-# ±10 % against 67-81 %). Builds before 2026-12-06 (1.38 and earlier) had no weight.
+# ±10 % against 67-81 %), and in both pairs on a Xeon VM (2026-12-06). Builds before 2026-12-06
+# (1.38 and earlier) had no weight.
 TARGET_SETTINGS = {"onnxruntime-cpu-1t": {"zoo_family_weights": {"ghostnet": 6}}}
 
 
