@@ -136,21 +136,19 @@ def distill_shipped(name: str, source: str, version: str, trees: int | None,
 
 
 def family_weights(text: str) -> dict[str, int]:
-    """``--zoo-family-weights``: 'none' or FAMILY=N,... (N >= 1 variants per one of the
-    others')."""
-    from edgemeter.zoo import FAMILIES
+    """``--zoo-family-weights``: 'none' or FAMILY=N,..., checked by the workspace setting's own
+    check."""
+    from edgemeter.builder.workspace import SCHEMA
 
-    if text == "none":
-        return {}
-    weights = {}
-    for item in text.split(","):
-        family, _, weight = item.partition("=")
-        if family not in FAMILIES or not weight.isdigit() or int(weight) < 1:
-            raise argparse.ArgumentTypeError(
-                f"expected 'none' or FAMILY=N,... with N >= 1 and FAMILY one of "
-                f"{', '.join(sorted(FAMILIES))} (not {item!r})")
-        weights[family] = int(weight)
-    return weights
+    weights: dict[str, object] = {}
+    if text != "none":
+        for item in text.split(","):
+            family, _, weight = item.partition("=")
+            weights[family] = int(weight) if weight.isdigit() else weight
+    try:
+        return SCHEMA["build.yaml"]["zoo_family_weights"].check(weights)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected 'none' or FAMILY=N,...: {exc}") from None
 
 
 def main() -> None:
