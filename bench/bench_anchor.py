@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+DEFAULT_BACKEND = "onnxruntime-cpu"
 FAMILIES = ("mobilenetv2", "resnet", "efficientnet", "vit", "shufflenetv2", "squeezenet")
 
 
@@ -46,10 +47,13 @@ def export_models(folder: Path) -> list[Path]:
 
 
 def summarise(records: list[dict]) -> None:
-    # Records written before --backend took several carry no backend: onnxruntime's default.
-    for backend in sorted({r.get("backend", "onnxruntime-cpu") for r in records}):
+    by_backend: dict[str, list[dict]] = {}
+    for r in records:
+        # Records written before --backend took several carry none: they are the default's.
+        by_backend.setdefault(r.get("backend", DEFAULT_BACKEND), []).append(r)
+    for backend, rows in sorted(by_backend.items()):
         print(f"backend {backend}:")
-        summarise_backend([r for r in records if r.get("backend", "onnxruntime-cpu") == backend])
+        summarise_backend(rows)
 
 
 def summarise_backend(records: list[dict]) -> None:
@@ -98,7 +102,7 @@ def main() -> None:
     parser.add_argument("--backend", action="append",
                         help="backend to measure, repeatable: each cycle measures every model on "
                              "each in turn, so their anchors are compared over the same moments "
-                             "(default onnxruntime-cpu)")
+                             f"(default {DEFAULT_BACKEND})")
     parser.add_argument("--out", type=Path, default=Path("bench/results/anchor.jsonl"))
     parser.add_argument("--summarise-only", action="store_true")
     args = parser.parse_args()
@@ -106,13 +110,13 @@ def main() -> None:
     from edgemeter.backends import Protocol, backend_class, measure
     from edgemeter.errors import EdgemeterError
 
-    backends = args.backend or ["onnxruntime-cpu"]
-    try:  # a misspelt backend ends here, not after the first cycle's other backends
-        for backend in backends:
-            backend_class(backend)
-    except EdgemeterError as exc:
-        parser.exit(2, f"bench_anchor.py: {exc}\n")
     if not args.summarise_only:
+        backends = args.backend or [DEFAULT_BACKEND]
+        try:  # a misspelt backend ends here, not after the first cycle's other backends
+            for backend in backends:
+                backend_class(backend)
+        except EdgemeterError as exc:
+            parser.exit(2, f"bench_anchor.py: {exc}\n")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         scratch = tempfile.TemporaryDirectory(prefix="bench-anchor-")  # removed at exit
         paths = export_models(Path(scratch.name))
