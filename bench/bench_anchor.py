@@ -8,10 +8,12 @@ each model's log median on the cycle's median anchor time. If the machine's spee
 anchor tracks it, the anchored spread is smaller and the slope near 1; if neighbours only add
 time, the fastest run's spread is smaller. ``--backend`` may be given several times: each cycle
 then measures every model on each backend in turn, so their anchors are judged over the same
-moments.
+moments. ``--family`` picks the zoo families measured (one fixed variant each), so a family a
+predictor misses can be set beside those it does not.
 
     .venv/bin/python bench/bench_anchor.py --duration 3600 --every 180 --out bench/results/anchor.jsonl
     .venv/bin/python bench/bench_anchor.py --backend openvino-cpu-f32 --backend onnxruntime-cpu ...
+    .venv/bin/python bench/bench_anchor.py --family resnext --family regnet --family resnet ...
 
 Each cycle appends its measurements to ``--out`` (jsonl), so a long run can be watched and
 summarised while it goes (``--summarise-only``).
@@ -29,18 +31,20 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_BACKEND = "onnxruntime-cpu"
-FAMILIES = ("mobilenetv2", "resnet", "efficientnet", "vit", "shufflenetv2", "squeezenet")
+DEFAULT_FAMILIES = ("mobilenetv2", "resnet", "efficientnet", "vit", "shufflenetv2", "squeezenet")
 
 
-def export_models(folder: Path) -> list[Path]:
+def export_models(folder: Path, families: list[str]) -> list[Path]:
     from edgemeter import zoo
 
     paths = []
-    for i, family in enumerate(FAMILIES):
+    for family in families:
         path = folder / f"{family}.onnx"
         if not path.exists():
-            module, shape = zoo.build(family, zoo.sample_variant(family, np.random.default_rng(
-                [777, i])))
+            # Seeded by the family's place in the zoo: its variant is the same in every run.
+            seed = [777, list(zoo.FAMILIES).index(family)]
+            module, shape = zoo.build(family, zoo.sample_variant(family,
+                                                                 np.random.default_rng(seed)))
             zoo.export_onnx(module, shape, path)
         paths.append(path)
     return paths
@@ -71,7 +75,7 @@ def summarise_backend(records: list[dict]) -> None:
     print(f"{'model':14}{'raw CV %':>10}{'anchored CV %':>15}{'fastest CV %':>14}"
           f"{'raw max/min':>13}{'anchored max/min':>18}{'fastest max/min':>17}"
           f"{'slope on anchor':>17}")
-    for family in FAMILIES:
+    for family in dict.fromkeys(r["model"] for r in records):  # in the order measured
         raw = np.array([r["median_ms"] for r in records if r["model"] == family])
         anchor = np.array([cycle_anchor[r["cycle"]] for r in records if r["model"] == family])
         fixed = np.array([at_speed(r["median_ms"], r["anchor_ms"], speed)
@@ -103,23 +107,30 @@ def main() -> None:
                         help="backend to measure, repeatable: each cycle measures every model on "
                              "each in turn, so their anchors are compared over the same moments "
                              f"(default {DEFAULT_BACKEND})")
+    parser.add_argument("--family", action="append",
+                        help="zoo family to measure, repeatable (default: "
+                             f"{', '.join(DEFAULT_FAMILIES)})")
     parser.add_argument("--out", type=Path, default=Path("bench/results/anchor.jsonl"))
     parser.add_argument("--summarise-only", action="store_true")
     args = parser.parse_args()
 
+    from edgemeter import zoo
     from edgemeter.backends import Protocol, backend_class, measure
     from edgemeter.errors import EdgemeterError
 
     if not args.summarise_only:
         backends = args.backend or [DEFAULT_BACKEND]
-        try:  # a misspelt backend ends here, not after the first cycle's other backends
+        families = args.family or list(DEFAULT_FAMILIES)
+        try:  # a misspelt name ends here, not after the first cycle's other measurements
             for backend in backends:
                 backend_class(backend)
+            for family in families:
+                zoo.get_family(family)
         except EdgemeterError as exc:
             parser.exit(2, f"bench_anchor.py: {exc}\n")
         args.out.parent.mkdir(parents=True, exist_ok=True)
         scratch = tempfile.TemporaryDirectory(prefix="bench-anchor-")  # removed at exit
-        paths = export_models(Path(scratch.name))
+        paths = export_models(Path(scratch.name), families)
         protocol = Protocol(warmup=5, repeats=20, rounds=3, max_rounds=3, anchor=True)
         start, cycle = time.monotonic(), 0
         while time.monotonic() - start < args.duration:
