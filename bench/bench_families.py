@@ -83,7 +83,7 @@ def figures(rows: list[dict]) -> dict:
             "truths_sd": 100 * np.sqrt(squares / freedom) if freedom else None,
             "rounds_sd": 100 * float(np.median(rounds_sd)) if rounds_sd else None,
             "anchor_slope": anchor_slope([(r["anchor"], r["alone"]) for r in rows
-                                          if r.get("anchor")])}
+                                          if r["anchor"]])}
 
 
 def anchor_slope(pairs: list[tuple[float, float]]) -> float | None:
