@@ -284,9 +284,29 @@ def test_cli_calibrate(trained, tmp_path, capsys):
     assert code == 2 and "without the speed anchor" in err and len(err.strip().splitlines()) == 1
     package.extra["anchor"] = {"version": 1, "anchor_ms": 0.4}
     anchored = save_package(package, tmp_path / "anchored")
-    code, out, _ = run_cli(["predict", path, "--predictor", str(anchored), "--calibrate",
-                            "--format", "json"], capsys)
+    code, out, err = run_cli(["predict", path, "--predictor", str(anchored), "--calibrate",
+                              "--format", "json"], capsys)
+    assert code == 0 and json.loads(out)[0]["latency_ms"] > 0 and "warning" not in err
+
+
+def test_cli_calibrate_warns_where_the_anchor_did_not_follow_the_backend(trained, tmp_path,
+                                                                        capsys, monkeypatch):
+    from edgemeter.backends import backend_class
+    from edgemeter.predictor.package import save_package
+
+    package = build_package(trained["profiled"][:3])
+    package.extra["anchor"] = {"version": 1, "anchor_ms": 0.4}
+    anchored = save_package(package, tmp_path / "anchored")
+    monkeypatch.setattr(backend_class(package.backend), "anchor_caveat", "it drifted apart")
+    assert Predictor(package).anchor_caveat == "it drifted apart"
+    code, out, err = run_cli(["predict", str(trained["paths"][0]), "--predictor", str(anchored),
+                              "--calibrate", "--format", "json"], capsys)
     assert code == 0 and json.loads(out)[0]["latency_ms"] > 0
+    assert err.strip() == "edgemeter: warning: it drifted apart"
+    # Only where it puts predictions at speed by the anchor.
+    code, _, err = run_cli(["predict", str(trained["paths"][0]), "--predictor", str(anchored)],
+                           capsys)
+    assert code == 0 and "drifted" not in err
 
 
 def test_a_level_scales_every_prediction_and_is_measured_on_reference_models(trained,

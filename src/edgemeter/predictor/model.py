@@ -252,7 +252,8 @@ class Predictor:
         """This predictor at the machine speed where the anchor takes ``anchor_ms``; None times
         the anchor now on the predictor's backend, with the settings it was built with (the
         runtime must be installed). Each prediction scales by the ratio of the anchor times to
-        the power of the model's slope (:attr:`sensitivity`)."""
+        the power of the model's slope (:attr:`sensitivity`). Where the anchor was measured not
+        to follow the backend's models, :attr:`anchor_caveat` says so."""
         if self.anchor_ms is None:
             raise ConfigError(f"{self.package.label} was built without the speed anchor (or "
                               "with another version of it) and cannot be calibrated")
@@ -281,6 +282,15 @@ class Predictor:
         leveled = copy.copy(self)
         leveled.level, leveled.reference_level = float(level), found
         return leveled
+
+    @property
+    def anchor_caveat(self) -> str | None:
+        """What was measured where the speed anchor did not follow this predictor's backend's
+        models (the backend's ``anchor_caveat``), else None: there :meth:`leveled` comes
+        closer than :meth:`calibrated`."""
+        from edgemeter.backends import backend_class
+
+        return backend_class(self.backend).anchor_caveat
 
     def anchor_now(self) -> float:
         """The speed anchor's time now on this predictor's backend, with the settings it was
