@@ -282,11 +282,35 @@ def test_cli_calibrate(trained, tmp_path, capsys):
     path = str(trained["paths"][0])
     code, _, err = run_cli(["predict", path, "--predictor", str(plain), "--calibrate"], capsys)
     assert code == 2 and "without the speed anchor" in err and len(err.strip().splitlines()) == 1
-    package.extra["anchor"] = {"version": 1, "anchor_ms": 0.4}
+    # Built where the anchor took far longer than it can here: no caveat about a slow machine.
+    package.extra["anchor"] = {"version": 1, "anchor_ms": 50.0}
     anchored = save_package(package, tmp_path / "anchored")
     code, out, err = run_cli(["predict", path, "--predictor", str(anchored), "--calibrate",
                               "--format", "json"], capsys)
     assert code == 0 and json.loads(out)[0]["latency_ms"] > 0 and "warning" not in err
+
+
+def test_cli_calibrate_warns_where_the_anchor_ran_far_slower_than_at_the_build(trained,
+                                                                             tmp_path, capsys):
+    from edgemeter.predictor.calibration import TRUSTED_ANCHOR_RATIO
+    from edgemeter.predictor.package import save_package
+
+    package = build_package(trained["profiled"][:3])
+    package.extra["anchor"] = {"version": 1, "anchor_ms": 0.4}
+    predictor = Predictor(package)
+    assert predictor.speed_caveat is None  # not calibrated: at the build's speed
+    assert predictor.calibrated(0.4 * TRUSTED_ANCHOR_RATIO).speed_caveat is None
+    slow = predictor.calibrated(0.4 * TRUSTED_ANCHOR_RATIO * 1.01).speed_caveat
+    assert slow.startswith(f"the speed anchor ran {TRUSTED_ANCHOR_RATIO * 1.01:.2f} times")
+    # For real: an anchor built at a microsecond runs far slower than that here.
+    package.extra["anchor"] = {"version": 1, "anchor_ms": 0.001}
+    anchored = save_package(package, tmp_path / "fast-build")
+    code, out, err = run_cli(["predict", str(trained["paths"][0]), "--predictor", str(anchored),
+                              "--calibrate", "--format", "json"], capsys)
+    assert code == 0 and json.loads(out)[0]["latency_ms"] > 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgemeter: warning: the speed anchor ran ")
+    assert "--calibrate-models" in lines[0]
 
 
 def test_cli_calibrate_warns_where_the_anchor_did_not_follow_the_backend(trained, tmp_path,
@@ -295,7 +319,7 @@ def test_cli_calibrate_warns_where_the_anchor_did_not_follow_the_backend(trained
     from edgemeter.predictor.package import save_package
 
     package = build_package(trained["profiled"][:3])
-    package.extra["anchor"] = {"version": 1, "anchor_ms": 0.4}
+    package.extra["anchor"] = {"version": 1, "anchor_ms": 50.0}
     anchored = save_package(package, tmp_path / "anchored")
     monkeypatch.setattr(backend_class(package.backend), "anchor_caveat", "it drifted apart")
     assert Predictor(package).anchor_caveat == "it drifted apart"

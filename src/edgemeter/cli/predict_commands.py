@@ -73,8 +73,9 @@ def predict(models: tuple[str, ...], name: str | None, version: str | None,
     predictor = load_predictor(name, version)
     if calibrate:
         predictor = predictor.calibrated()
-        if predictor.anchor_caveat:
-            click.echo(f"edgemeter: warning: {predictor.anchor_caveat}", err=True)
+        for caveat in (predictor.anchor_caveat, predictor.speed_caveat):
+            if caveat:
+                click.echo(f"edgemeter: warning: {caveat}", err=True)
     if calibrate_models:
         rounds = {} if calibrate_rounds is None else {"rounds": calibrate_rounds}
         predictor = predictor.leveled(progress=fmt == "table", **rounds)

@@ -253,7 +253,8 @@ class Predictor:
         the anchor now on the predictor's backend, with the settings it was built with (the
         runtime must be installed). Each prediction scales by the ratio of the anchor times to
         the power of the model's slope (:attr:`sensitivity`). Where the anchor was measured not
-        to follow the backend's models, :attr:`anchor_caveat` says so."""
+        to follow the backend's models, :attr:`anchor_caveat` says so, and where it ran far
+        slower than at the build, :attr:`speed_caveat`."""
         if self.anchor_ms is None:
             raise ConfigError(f"{self.package.label} was built without the speed anchor (or "
                               "with another version of it) and cannot be calibrated")
@@ -291,6 +292,18 @@ class Predictor:
         from edgemeter.backends import backend_class
 
         return backend_class(self.backend).anchor_caveat
+
+    @property
+    def speed_caveat(self) -> str | None:
+        """Where :meth:`calibrated` found the anchor slower than
+        :data:`~edgemeter.predictor.calibration.TRUSTED_ANCHOR_RATIO` times its build time, what
+        was measured where it ran so slow, else None."""
+        from edgemeter.predictor.calibration import SLOW_ANCHOR_EVIDENCE, TRUSTED_ANCHOR_RATIO
+
+        if self.speed_ratio <= TRUSTED_ANCHOR_RATIO:
+            return None
+        return (f"the speed anchor ran {self.speed_ratio:.2f} times its time at the build: "
+                f"{SLOW_ANCHOR_EVIDENCE}")
 
     def anchor_now(self) -> float:
         """The speed anchor's time now on this predictor's backend, with the settings it was
