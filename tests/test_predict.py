@@ -296,12 +296,12 @@ def test_cli_calibrate_warns_where_the_anchor_ran_far_slower_than_at_the_build(t
     from edgemeter.predictor.package import save_package
 
     package = build_package(trained["profiled"][:3])
-    package.extra["anchor"] = {"version": 1, "anchor_ms": 0.4}
+    package.extra["anchor"] = {"version": 1, "anchor_ms": 1.0}  # the ratio is the time now
     predictor = Predictor(package)
     assert predictor.speed_caveat is None  # not calibrated: at the build's speed
-    assert predictor.calibrated(0.4 * TRUSTED_ANCHOR_RATIO).speed_caveat is None
-    slow = predictor.calibrated(0.4 * TRUSTED_ANCHOR_RATIO * 1.01).speed_caveat
-    assert slow.startswith(f"the speed anchor ran {TRUSTED_ANCHOR_RATIO * 1.01:.2f} times")
+    assert predictor.calibrated(TRUSTED_ANCHOR_RATIO).speed_caveat is None
+    slow = predictor.calibrated(TRUSTED_ANCHOR_RATIO + 0.01).speed_caveat
+    assert slow.startswith(f"the speed anchor ran {TRUSTED_ANCHOR_RATIO + 0.01:.2f} times")
     # For real: an anchor built at a microsecond runs far slower than that here.
     package.extra["anchor"] = {"version": 1, "anchor_ms": 0.001}
     anchored = save_package(package, tmp_path / "fast-build")
