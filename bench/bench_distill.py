@@ -1,6 +1,6 @@
 """Distillation: how closely packages fitted to an ensemble follow it, their size and speed.
 
-    .venv/bin/python bench/bench_distill.py [--predictor onnxruntime-cpu-1t] [--version 1.33]
+    .venv/bin/python bench/bench_distill.py [--predictor onnxruntime-cpu-1t] --version 1.33
         [--trees 10,20,30] [--max-depth 10,12,14,none] [--distill-zoo 0,20] [--per-family 3]
         [--seed 10500]
 
@@ -12,7 +12,8 @@ distilled package's gaps to the ensemble's own predictions, model by model (medi
 and the share within ±1 % and ±2 %), its zipped size, and one MobileNetV2 graph → prediction
 with each tree engine (medians of ``--calls`` calls, the ensemble's beside them). Accuracy
 against measured truths is bench_accuracy.py's job; this says how much of the ensemble a setting
-keeps, and at what cost.
+keeps, and at what cost. No ensemble ships: take one and its builds back from git history first
+(README, "Predict latency").
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def graph_ms(predictors, graph, calls: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictor", default="onnxruntime-cpu-1t")
-    parser.add_argument("--version", default="1.33", help="the version to distil (an ensemble)")
+    parser.add_argument("--version", required=True, help="the version to distil (an ensemble)")
     parser.add_argument("--trees", default="10,20,30", help="comma-separated tree counts")
     parser.add_argument("--max-depth", default="10,12,14,none",
                         help="comma-separated depth bounds ('none': unbounded)")

@@ -19,7 +19,7 @@
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.45 \
         --fresh-configs --zoo-family-weights none --workdir D   # without the target's weight
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.33 \
-        --ensemble 1.26,1.29,1.32                # the mean of shipped builds (measures nothing)
+        --ensemble 1.26,1.29,1.32                # the mean of builds in the package data
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.35 \
         --distill 1.33 --distill-zoo 20          # one forest per group fitted to 1.33's kernels
                                                  # and to its kernels of 20 zoo variants a family
