@@ -429,3 +429,21 @@ def test_fingerprint_compare():
                                {**machine, "cpu_id": "cpu family 25, model 17"}) == [
         "CPU generation: cpu family 26, model 2 (predictor) vs cpu family 25, model 17 "
         "(this machine)"]
+
+
+def test_the_shipped_predictors_are_whole_small_and_each_picked_somewhere(monkeypatch):
+    """The package data itself (issue 5: four predictors, well under 20 MB): every shipped
+    entry loads its manifest without a problem (an ensemble whose members left it would not),
+    and on the machine each was built on it is the one picked, so nothing ships that no CPU
+    would use."""
+    shipped = [p for p in registry.list_predictors() if p.origin == "shipped"]
+    assert {p.name for p in shipped} >= {"onnxruntime-cpu-1t", "onnxruntime-cpu-2t",
+                                         "openvino-cpu-f32-1t", "litert-xnnpack-1t"}
+    assert registry.default_name() == "onnxruntime-cpu-1t"
+    assert [p.label for p in shipped if p.problem] == []
+    assert sum(f.stat().st_size for f in registry.shipped_dir().rglob("*") if f.is_file()) < 20e6
+    for info in shipped:
+        built_on = {**info.fingerprint, "runtimes": {**info.runtime_versions,
+                                                     **(info.fingerprint.get("runtimes") or {})}}
+        monkeypatch.setattr(fingerprint, "current", lambda runtimes=(), fp=built_on: fp)
+        assert registry.find_predictor(info.name).label == info.label
