@@ -431,11 +431,13 @@ def test_fingerprint_compare():
         "(this machine)"]
 
 
-def test_the_shipped_predictors_are_whole_small_and_each_picked_somewhere(monkeypatch):
+def test_the_shipped_predictors_are_whole_small_and_each_picked_somewhere(tmp_path,
+                                                                          monkeypatch):
     """The package data itself (issue 5: four predictors, well under 20 MB): every shipped
     entry loads its manifest without a problem (an ensemble whose members left it would not),
     and on the machine each was built on it is the one picked, so nothing ships that no CPU
     would use."""
+    monkeypatch.setenv("EDGEMETER_HOME", str(tmp_path))  # a developer's registered ones aside
     shipped = [p for p in registry.list_predictors() if p.origin == "shipped"]
     assert {p.name for p in shipped} >= {"onnxruntime-cpu-1t", "onnxruntime-cpu-2t",
                                          "openvino-cpu-f32-1t", "litert-xnnpack-1t"}
