@@ -61,11 +61,11 @@ class OpenVINOCPUF32(OpenVINOCPU):
     # sets of 54 held-out models, 3 to 17 hours after the OpenVINO build (bench/RESULTS.md). At
     # the references' level no truth scored lower than by the anchor, and fourteen of the
     # sixteen higher.
-    anchor_caveat = ("on a Xeon VM the speed anchor did not follow OpenVINO's models from an "
-                     "evening to the next morning (2026-12-06/07, eight sets of held-out models "
-                     "measured twice: 44-96 % of them within ±10 % by the anchor, 83-98 % at "
-                     "the level of reference models); --calibrate-models (Predictor.leveled) "
-                     "comes closer")
+    anchor_caveat = ("on a Xeon VM (cpu family 6, model 167) the speed anchor did not follow "
+                     "OpenVINO's models from an evening to the next morning (2026-12-06/07, "
+                     "eight sets of held-out models measured twice: 44-96 % of them within "
+                     "±10 % by the anchor, 83-98 % at the level of reference models); "
+                     "--calibrate-models (Predictor.leveled) comes closer")
 
 
 class OpenVINOCPUBF16(OpenVINOCPU):
