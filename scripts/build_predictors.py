@@ -23,6 +23,8 @@
     python scripts/build_predictors.py --only onnxruntime-cpu-1t --version 1.35 \
         --distill 1.33 --distill-zoo 20          # one forest per group fitted to 1.33's kernels
                                                  # and to its kernels of 20 zoo variants a family
+    python scripts/build_predictors.py --only onnxruntime-cpu-2t --version 1.6 \
+        --port 1.4              # 1.4 at this CPU's speed: reference models measured here
 
 Each CPU a predictor is built on gets its own version: ``find_predictor`` picks, by default, the
 newest version built on a machine like the one it runs on.
@@ -135,6 +137,23 @@ def distill_shipped(name: str, source: str, version: str, trees: int | None,
     return save_package(package, SHIPPED / name / f"{version}.zip", overwrite=True)
 
 
+def port_shipped(name: str, source: str, version: str) -> Path:
+    """Ship ``version`` of ``name``: the shipped version ``source`` put at this machine's speed
+    by reference models and the speed anchor measured here (:mod:`edgemeter.builder.port`)."""
+    from edgemeter import load_predictor
+    from edgemeter.builder.port import port
+    from edgemeter.predictor import save_package
+
+    package = port(load_predictor(name, source), version, progress=True)
+    found, ported = package.extra["ported"]["level"], package.extra["ported"]
+    print(f"{name} {source} -> {version}: {found['models']} reference models ran "
+          f"{found['median']:.3f}x its predictions (±{100 * found['error']:.1f}%, "
+          f"{100 * found['spread']:.1f}% apart); the anchor beside them "
+          f"{ported['anchor_ms'][0]:.3f}-{ported['anchor_ms'][1]:.3f} ms, "
+          f"{package.extra['anchor']['anchor_ms']:.3f} in median")
+    return save_package(package, SHIPPED / name / f"{version}.zip", overwrite=True)
+
+
 def family_weights(text: str) -> dict[str, int]:
     """``--zoo-family-weights``: 'none' or FAMILY=N,..., checked by the workspace setting's own
     check."""
@@ -191,6 +210,10 @@ def main() -> None:
                         help="with --distill: fit also to V's predictions for the kernels of N "
                              "unmeasured zoo variants per family, so the package follows V "
                              "on models like them (default 0)")
+    parser.add_argument("--port", metavar="V",
+                        help="write --version as the shipped version V of the --only predictor "
+                             "at this machine's speed: reference models and the speed anchor "
+                             "measured here (minutes), the regressors V's")
     parser.add_argument("--repack", action="store_true",
                         help="measure nothing: write the shipped packages again in the current "
                              "file format (after a format change)")
@@ -209,11 +232,13 @@ def main() -> None:
                          "--repack or --distill")
     if args.distill_zoo and not args.distill:
         raise SystemExit("--distill-zoo says what --distill fits on: use it with --distill")
-    for option in ("ensemble", "distill"):
+    for option in ("ensemble", "distill", "port"):
         if getattr(args, option) and not (args.only and len(args.only) == 1 and args.version):
             raise SystemExit(f"--{option} needs one --only predictor and the --version to write")
     for name in args.only or list(TARGETS):
-        if args.distill:
+        if args.port:
+            targets = [port_shipped(name, args.port, args.version)]
+        elif args.distill:
             targets = [distill_shipped(name, args.distill, args.version, args.trees,
                                        args.distill_zoo)]
         elif args.ensemble:

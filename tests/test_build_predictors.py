@@ -67,3 +67,29 @@ def test_overrides_refused_on_kept_configs(script, tmp_path):
     with pytest.raises(SystemExit, match="--reference-models and --zoo-seed change"):
         script.build_target("onnxruntime-cpu-1t", tmp_path, "1m", False, "9.1", False,
                             {"reference_models": 0, "zoo_seed": 2000})
+
+
+def test_port_ships_the_ported_package(script, tmp_path, monkeypatch, capsys):
+    """--port V writes --version as what edgemeter.builder.port makes of shipped V (its real
+    measurement is tested in test_port.py), and needs one --only predictor and the version."""
+    import dataclasses
+    import sys
+
+    import edgemeter.builder.port
+
+    def fake_port(predictor, version, **options):
+        extra = {**predictor.package.extra, "ported": {"anchor_ms": [0.4, 0.5]}}
+        extra["anchor"] = {**extra["anchor"], "anchor_ms": 0.45}
+        extra["ported"]["level"] = {"models": 18, "median": 1.5, "error": 0.01, "spread": 0.05}
+        return dataclasses.replace(predictor.package, version=version, extra=extra)
+
+    monkeypatch.setattr(edgemeter.builder.port, "port", fake_port)
+    monkeypatch.setattr(script, "SHIPPED", tmp_path)
+    written = script.port_shipped("onnxruntime-cpu-2t", "1.4", "9.9")
+    assert written == tmp_path / "onnxruntime-cpu-2t" / "9.9.zip" and written.is_file()
+    assert capsys.readouterr().out.startswith(
+        "onnxruntime-cpu-2t 1.4 -> 9.9: 18 reference models ran 1.500x its predictions")
+    monkeypatch.setattr(sys, "argv", ["build_predictors.py", "--only", "onnxruntime-cpu-2t",
+                                      "--port", "1.4"])
+    with pytest.raises(SystemExit, match="--port needs one --only predictor and the --version"):
+        script.main()

@@ -1,4 +1,4 @@
-"""``edgemeter predictors list|info|register|unregister``: manage installed predictors."""
+"""``edgemeter predictors list|info|register|unregister|port``: manage installed predictors."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,7 @@ VERSION_OPTION = click.option("--version", "version", metavar="V",
 
 @click.group()
 def predictors() -> None:
-    """List, inspect, register and unregister latency predictors."""
+    """List, inspect, register, unregister and port latency predictors."""
 
 
 @predictors.command("list")
@@ -95,6 +95,13 @@ def info(name: str, version: str | None, as_json: bool) -> None:
                    f"{distilled.get('trees', '?')} trees{levels} per kernel fitted to its "
                    f"predictions on its members' rows{more} (SAMPLES)")
         fitted_rows = distilled.get("rows") if isinstance(distilled.get("rows"), dict) else {}
+    ported = manifest.get("extra", {}).get("ported")
+    if isinstance(ported, dict) and isinstance(ported.get("level"), dict):
+        level = ported["level"].get("median")
+        times = f"{level:.3f}x" if isinstance(level, (int, float)) else "?"
+        click.echo(f"  ported:    from {ported.get('from', '?')}, its regressors; "
+                   f"{ported['level'].get('models', '?')} reference models ran {times} its "
+                   "predictions here")
     anchor = manifest.get("extra", {}).get("anchor")
     if isinstance(anchor, dict) and isinstance(anchor.get("anchor_ms"), (int, float)):
         click.echo(f"  anchor:    {anchor['anchor_ms']:.3f} ms at the build's machine speed; "
@@ -143,6 +150,38 @@ def unregister_cmd(name: str, version: str | None) -> None:
 
     for info in unregister(name, version):
         click.echo(f"Unregistered {info.label}")
+
+
+@predictors.command("port")
+@click.argument("name")
+@VERSION_OPTION
+@click.option("--as", "new_version", required=True, metavar="V",
+              help="The version to write for this machine.")
+@click.option("--out", required=True, type=click.Path(),
+              help="Where to write the package (a folder, or a file ending in .zip).")
+@click.option("--rounds", type=click.IntRange(min=1), default=9, show_default=True,
+              help="Fresh processes per reference model.")
+def port_cmd(name: str, version: str | None, new_version: str, out: str, rounds: int) -> None:
+    """Put a predictor built on another CPU at this machine's speed: measure reference zoo
+    models and the speed anchor here (minutes; needs the predictor's runtime and torch) and
+    write it as version V with this machine's fingerprint. `predictors register` installs it."""
+    from pathlib import Path
+
+    from edgemeter.builder.port import port
+    from edgemeter.errors import ConfigError
+    from edgemeter.predictor.model import load_predictor
+    from edgemeter.predictor.package import save_package
+
+    if Path(out).exists():  # before minutes of measuring, not after
+        raise ConfigError(f"{out} already exists: give --out a new path")
+    predictor = load_predictor(name, version)
+    package = port(predictor, new_version, rounds=rounds, progress=True)
+    path = save_package(package, out)
+    found = package.extra["ported"]["level"]
+    click.echo(f"Ported {predictor.label} as {package.name} {package.version}: {found['models']} reference "
+               f"models ran {found['median']:.3f}x its predictions (±{100 * found['error']:.1f}%"
+               f", {100 * found['spread']:.1f}% apart), the speed anchor "
+               f"{package.extra['anchor']['anchor_ms']:.3f} ms beside them; written to {path}")
 
 
 def _pct(value: float | None) -> str:

@@ -50,18 +50,21 @@ SLOW_ANCHOR_EVIDENCE = ("on a Xeon VM (cpu family 6, model 167), over 36 truths 
 
 def measure_level(predictor: Predictor, families: Sequence[str] | None = None,
                   per_family: int = 1, folder: str | Path | None = None,
-                  rounds: int = LEVEL_ROUNDS, progress: bool = False) -> dict[str, Any]:
+                  rounds: int = LEVEL_ROUNDS, progress: bool = False,
+                  anchor: bool = False) -> dict[str, Any]:
     """Measure reference models on ``predictor``'s backend now (``per_family`` variants of
     each of ``families``, default all but SSD; generated into ``folder``, default a temporary
     one; each in ``rounds`` fresh processes) and return their
     :func:`~edgemeter.predictor.metrics.level` (measured over predicted) with ``rows``, each
-    model's measured and predicted ms and its rounds. Needs the backend's runtime, and torch
-    to write the models."""
+    model's measured and predicted ms and its rounds, and with ``anchor`` the speed anchor's
+    time beside it (``anchor_ms``). Needs the backend's runtime, and torch to write the
+    models."""
     from edgemeter.backends import Protocol, measure_models
     from edgemeter.dataset.generate import generate
     from edgemeter.predictor.metrics import level
 
-    protocol = Protocol(**LEVEL_PROTOCOL, rounds=rounds, max_rounds=rounds, interleave=True)
+    protocol = Protocol(**LEVEL_PROTOCOL, rounds=rounds, max_rounds=rounds, interleave=True,
+                        anchor=anchor)
     with tempfile.TemporaryDirectory(prefix="edgemeter-level-") as scratch:
         where = Path(folder) if folder is not None else Path(scratch)
         entries = generate(where, per_family=per_family, seed=REFERENCE_SEED,
@@ -77,6 +80,7 @@ def measure_level(predictor: Predictor, families: Sequence[str] | None = None,
         statistic = predictor.package.extra.get("statistic", "median")
         rows = [{"model": e["file"], "measured_ms": m.latency_ms(statistic),
                  "predicted_ms": p.latency_ms / predictor.level,
-                 "rounds": len(m.round_medians_ms)}
+                 "rounds": len(m.round_medians_ms),
+                 **({"anchor_ms": m.anchor_ms} if anchor else {})}
                 for e, m, p in zip(entries, measured, predictor.predict_batch(paths))]
     return {**level([r["measured_ms"] / r["predicted_ms"] for r in rows]), "rows": rows}
