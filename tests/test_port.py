@@ -96,6 +96,8 @@ def test_cli_port_writes_a_version_this_machine_picks(foreign, tmp_path, monkeyp
     code, _, err = run_cli(command, capsys)
     assert code != 0 and err.strip() == (f"edgemeter: error: {out} already exists: give --out "
                                          "a new path") and len(asked) == 1
+    code, _, _ = run_cli([*command[:-1], str(tmp_path / "three.zip"), "--rounds", "3"], capsys)
+    assert code == 0 and asked[-1]["rounds"] == 3
     code, _, _ = run_cli(["predictors", "register", str(source)], capsys)
     code, _, _ = run_cli(["predictors", "register", str(out)], capsys)
     assert code == 0 and load_predictor("tiny-ort").label == "tiny-ort 0.2"

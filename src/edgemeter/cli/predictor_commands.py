@@ -159,9 +159,10 @@ def unregister_cmd(name: str, version: str | None) -> None:
               help="The version to write for this machine.")
 @click.option("--out", required=True, type=click.Path(),
               help="Where to write the package (a folder, or a file ending in .zip).")
-@click.option("--rounds", type=click.IntRange(min=1), default=9, show_default=True,
-              help="Fresh processes per reference model.")
-def port_cmd(name: str, version: str | None, new_version: str, out: str, rounds: int) -> None:
+@click.option("--rounds", type=click.IntRange(min=1), metavar="N",
+              help="Fresh processes per reference model (default 9, as a benchmark truth).")
+def port_cmd(name: str, version: str | None, new_version: str, out: str,
+             rounds: int | None) -> None:
     """Put a predictor built on another CPU at this machine's speed: measure reference zoo
     models and the speed anchor here (minutes; needs the predictor's runtime and torch) and
     write it as version V with this machine's fingerprint. `predictors register` installs it."""
@@ -175,7 +176,8 @@ def port_cmd(name: str, version: str | None, new_version: str, out: str, rounds:
     if Path(out).exists():  # before minutes of measuring, not after
         raise ConfigError(f"{out} already exists: give --out a new path")
     predictor = load_predictor(name, version)
-    package = port(predictor, new_version, rounds=rounds, progress=True)
+    package = port(predictor, new_version, progress=True,
+                   **({} if rounds is None else {"rounds": rounds}))
     path = save_package(package, out)
     found = package.extra["ported"]["level"]
     click.echo(f"Ported {predictor.label} as {package.name} {package.version}: {found['models']} reference "
