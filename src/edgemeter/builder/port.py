@@ -76,4 +76,3 @@ def port(predictor: Predictor, version: str, rounds: int = PORT_ROUNDS,
                           "rounds": rounds, "level": level,
                           "anchor_ms": [min(anchors), max(anchors)],
                           "rows": found["rows"]}})
-

@@ -180,10 +180,11 @@ def port_cmd(name: str, version: str | None, new_version: str, out: str,
                    **({} if rounds is None else {"rounds": rounds}))
     path = save_package(package, out)
     found = package.extra["ported"]["level"]
-    click.echo(f"Ported {predictor.label} as {package.name} {package.version}: {found['models']} reference "
-               f"models ran {found['median']:.3f}x its predictions (±{100 * found['error']:.1f}%"
-               f", {100 * found['spread']:.1f}% apart), the speed anchor "
-               f"{package.extra['anchor']['anchor_ms']:.3f} ms beside them; written to {path}")
+    click.echo(f"Ported {predictor.label} as {package.name} {package.version}: "
+               f"{found['models']} reference models ran {found['median']:.3f}x its predictions "
+               f"(±{100 * found['error']:.1f}%, {100 * found['spread']:.1f}% apart), the speed "
+               f"anchor {package.extra['anchor']['anchor_ms']:.3f} ms beside them; written to "
+               f"{path}")
 
 
 def _pct(value: float | None) -> str:
