@@ -141,16 +141,11 @@ def port_shipped(name: str, source: str, version: str) -> Path:
     """Ship ``version`` of ``name``: the shipped version ``source`` put at this machine's speed
     by reference models and the speed anchor measured here (:mod:`edgemeter.builder.port`)."""
     from edgemeter import load_predictor
-    from edgemeter.builder.port import port
+    from edgemeter.builder.port import port, summary
     from edgemeter.predictor import save_package
 
     package = port(load_predictor(name, source), version, progress=True)
-    found, ported = package.extra["ported"]["level"], package.extra["ported"]
-    print(f"{name} {source} -> {version}: {found['models']} reference models ran "
-          f"{found['median']:.3f}x its predictions (±{100 * found['error']:.1f}%, "
-          f"{100 * found['spread']:.1f}% apart); the anchor beside them "
-          f"{ported['anchor_ms'][0]:.3f}-{ported['anchor_ms'][1]:.3f} ms, "
-          f"{package.extra['anchor']['anchor_ms']:.3f} in median")
+    print(f"{name} {source} -> {version}: {summary(package)}")
     return save_package(package, SHIPPED / name / f"{version}.zip", overwrite=True)
 
 

@@ -76,3 +76,11 @@ def port(predictor: Predictor, version: str, rounds: int = PORT_ROUNDS,
                           "rounds": rounds, "level": level,
                           "anchor_ms": [min(anchors), max(anchors)],
                           "rows": found["rows"]}})
+
+
+def summary(package: PredictorPackage) -> str:
+    """What a port measured, in one line (``predictors port`` and the build script print it)."""
+    found = package.extra["ported"]["level"]
+    return (f"{found['models']} reference models ran {found['median']:.3f}x its predictions "
+            f"(±{100 * found['error']:.1f}%, {100 * found['spread']:.1f}% apart), the speed "
+            f"anchor {package.extra['anchor']['anchor_ms']:.3f} ms beside them")

@@ -168,7 +168,7 @@ def port_cmd(name: str, version: str | None, new_version: str, out: str,
     write it as version V with this machine's fingerprint. `predictors register` installs it."""
     from pathlib import Path
 
-    from edgemeter.builder.port import port
+    from edgemeter.builder.port import port, summary
     from edgemeter.errors import ConfigError
     from edgemeter.predictor.model import load_predictor
     from edgemeter.predictor.package import save_package
@@ -179,12 +179,8 @@ def port_cmd(name: str, version: str | None, new_version: str, out: str,
     package = port(predictor, new_version, progress=True,
                    **({} if rounds is None else {"rounds": rounds}))
     path = save_package(package, out)
-    found = package.extra["ported"]["level"]
     click.echo(f"Ported {predictor.label} as {package.name} {package.version}: "
-               f"{found['models']} reference models ran {found['median']:.3f}x its predictions "
-               f"(±{100 * found['error']:.1f}%, {100 * found['spread']:.1f}% apart), the speed "
-               f"anchor {package.extra['anchor']['anchor_ms']:.3f} ms beside them; written to "
-               f"{path}")
+               f"{summary(package)}; written to {path}")
 
 
 def _pct(value: float | None) -> str:
