@@ -135,6 +135,13 @@ def test_bad_input_shapes_are_config_errors(shuffle_onnx, shapes, message):
         import_onnx(shuffle_onnx, shapes)
 
 
+@pytest.mark.parametrize("shapes, shown", [({"input": [0, 3, 16, 16]}, "input=0x3x16x16"),
+                                           ({"": [1, 3, -16, 16]}, "1x3x-16x16")])
+def test_dims_below_one_are_config_errors(shuffle_onnx, shapes, shown):
+    with pytest.raises(ConfigError, match=f"bad input shape {shown}: every dim must be 1"):
+        load_graph(shuffle_onnx, shapes)
+
+
 # -- data-dependent ops -------------------------------------------------------------------------
 
 def ssd_head() -> onnx.ModelProto:

@@ -222,6 +222,10 @@ def test_cli_unknown_predictor_lists_available(trained, tmp_path, capsys, monkey
     code, _, err = run_cli(["predict", str(trained["paths"][0]), "--predictor", "tiny-ort",
                             "--version", "7"], capsys)
     assert code == 2 and "available: 0.1" in err
+    code, _, err = run_cli(["predict", str(trained["paths"][0]), "--predictor", "tiny-ort",
+                            "--input-shape", "0x3x32x32"], capsys)
+    assert code == 2 and err.strip() == \
+        "edgemeter: error: bad input shape 0x3x32x32: every dim must be 1 or more"
 
 
 def test_cli_corrupt_package(trained, tmp_path, capsys):
