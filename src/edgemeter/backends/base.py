@@ -86,10 +86,9 @@ class Backend(ABC):
     extra: ClassVar[str | None] = None      # pip extra that provides the runtime
     requires: ClassVar[str | None] = None   # importable module of the runtime
     rules: str | None = None                # fusion rules of the runtime (kernels.load_rules)
-    # Where the speed anchor was measured not to follow this backend's models, by the CPU kind
-    # the predictor was built on (its fingerprint's ``cpu_id``): what was seen, said to whoever
-    # puts a prediction at the machine's speed by the anchor (predict --calibrate).
-    anchor_caveats: ClassVar[dict[str, str]] = {}
+    # Where the speed anchor was measured not to follow this backend's models: what was seen,
+    # said to whoever puts a prediction at the machine's speed by the anchor (predict --calibrate).
+    anchor_caveat: ClassVar[str | None] = None
     # Settings beyond ``threads``; subclasses extend this.
     options: ClassVar[dict[str, Option]] = {}
 

@@ -57,20 +57,15 @@ class OpenVINOCPUF32(OpenVINOCPU):
 
     name = "openvino-cpu-f32"
     precision = "f32"
-    # bench/bench_accuracy.py --truth-twice on the VM the first Xeon's packages were built on:
-    # eight sets of 54 held-out models, 3 to 17 hours after the OpenVINO build
-    # (bench/RESULTS.md). At the references' level no truth scored lower than by the anchor,
-    # and fourteen of the sixteen higher. On the second Xeon the anchor followed: over the five
-    # truths of OpenVINO 1.7 (2026-12-07) it put 92.0 % within ±10 % where it ran at most 1.15
-    # times its build time and 77.8 % above, the references' level 68.5 and 79.6 %
-    # (bench/bench_anchor_ratio.py): the caveat is the first Xeon's, not OpenVINO's anywhere.
-    anchor_caveats = {
-        "cpu family 6, model 167": (
-            "on a Xeon VM (cpu family 6, model 167) the speed anchor did not follow OpenVINO's "
-            "models from an evening to the next morning (2026-12-06/07, eight sets of held-out "
-            "models measured twice: 44-96 % of them within ±10 % by the anchor, 83-98 % at the "
-            "level of reference models); --calibrate-models (Predictor.leveled) comes closer"),
-    }
+    # bench/bench_accuracy.py --truth-twice on the VM the Xeon packages were built on: eight
+    # sets of 54 held-out models, 3 to 17 hours after the OpenVINO build (bench/RESULTS.md). At
+    # the references' level no truth scored lower than by the anchor, and fourteen of the
+    # sixteen higher.
+    anchor_caveat = ("on a Xeon VM (cpu family 6, model 167) the speed anchor did not follow "
+                     "OpenVINO's models from an evening to the next morning (2026-12-06/07, "
+                     "eight sets of held-out models measured twice: 44-96 % of them within "
+                     "±10 % by the anchor, 83-98 % at the level of reference models); "
+                     "--calibrate-models (Predictor.leveled) comes closer")
 
 
 class OpenVINOCPUBF16(OpenVINOCPU):
