@@ -41,11 +41,15 @@ LEVEL_ROUNDS = 3
 # it was chosen (05:36-08:33) it held: 91.5 and 83.7 % at or below it, 84.2 and 93.3 % above.
 # Only the slow side was measured: a machine far faster than its build is not warned about.
 TRUSTED_ANCHOR_RATIO = 1.15
+# The second Xeon's figures time the anchor once, beside the references, as --calibrate does
+# (bench_anchor_ratio.py's 'anchor once'; at or below the edge 73.1 and 71.9 % over 16 truths).
 SLOW_ANCHOR_EVIDENCE = ("on a Xeon VM (cpu family 6, model 167), over 36 truths where it ran "
                         "above 1.15 times (four packages, 2026-12-06/07), the anchor alone put "
                         "80.7 % of held-out models within ±10 % and the level of reference "
-                        "models 91.4 %; --calibrate-models (Predictor.leveled) measures that "
-                        "level")
+                        "models 91.4 %; on another (cpu family 6, model 207), over 7 such "
+                        "truths (2026-12-07), the anchor timed once put 50.0 % and the "
+                        "references' level 66.1 %; --calibrate-models (Predictor.leveled) "
+                        "measures that level")
 
 
 def measure_level(predictor: Predictor, families: Sequence[str] | None = None,
