@@ -180,6 +180,13 @@ def test_cli_json(trained, capsys):
     assert isinstance(result["latency_ms"], float) and result["latency_ms"] > 0
     assert {"type", "nodes", "latency_ms"} <= set(result["kernels"][0])
     assert set(result["coverage"]) == {"kernels", "flops"} and result["warnings"] == []
+    # The table names the slowest kernel by its first node and how many more it holds.
+    code, out, _ = run_cli(["predict", path, "--predictor", str(trained["folder"])], capsys)
+    slowest = max(result["kernels"], key=lambda k: k["latency_ms"])
+    more = len(slowest["nodes"]) - 1
+    row = out.split("\nKERNEL ")[1].splitlines()[1].split()
+    assert code == 0 and row[0] == slowest["type"]
+    assert row[3:] == [slowest["nodes"][0]] + ([f"+{more}"] if more else [])
 
 
 def test_cli_predict_stays_off_heavy_imports(trained):

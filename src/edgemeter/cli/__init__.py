@@ -66,6 +66,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+def echo_table(rows: list[tuple[str, ...]], indent: str = "") -> None:
+    """Left-aligned columns as wide as their widest cell, the first row the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo(indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
 def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:

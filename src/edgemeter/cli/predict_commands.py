@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from edgemeter.cli import echo_table
 from edgemeter.cli.predictor_commands import VERSION_OPTION
 
 # Files a folder argument predicts; anything else inside is skipped and listed.
@@ -138,16 +139,18 @@ def _print_table(results: list) -> None:
     rows = [("MODEL", "LATENCY ms", "KERNELS", "COVERED (kernels / FLOPs)")]
     rows += [(p.model, f"{p.latency_ms:.3f}", str(len(p.kernels)),
               f"{p.coverage['kernels']:.0%} / {p.coverage['flops']:.0%}") for p in results]
-    _table(rows)
+    echo_table(rows)
     if len(results) == 1:  # one model: where its time goes, the slowest kernels first
         p = results[0]
         click.echo("")
         top = sorted(p.kernels, key=lambda k: -k["latency_ms"])[:10]
-        rows = [("KERNEL", "NODES", "ms", "SHARE", "")]
-        rows += [(k["type"], str(len(k["nodes"])), f"{k['latency_ms']:.4f}",
-                  f"{k['latency_ms'] / p.latency_ms:.1%}", "" if k["covered"] else "fallback")
+        # The first node names the kernel where the model defines it: what a user can act on.
+        rows = [("KERNEL", "ms", "SHARE", "NODES", "")]
+        rows += [(k["type"], f"{k['latency_ms']:.4f}", f"{k['latency_ms'] / p.latency_ms:.1%}",
+                  k["nodes"][0] + (f" +{len(k['nodes']) - 1}" if len(k["nodes"]) > 1 else ""),
+                  "" if k["covered"] else "fallback")
                  for k in top]
-        _table(rows)
+        echo_table(rows)
         rest = len(p.kernels) - len(top)
         click.echo(f"{rest} more kernels; " if rest > 0 else "", nl=False)
         click.echo(f"{p.overhead_ms:.4f} ms runtime overhead (per node and per model)")
@@ -155,11 +158,6 @@ def _print_table(results: list) -> None:
         for warning in p.warnings:
             click.echo(f"warning: {p.model}: {warning}", err=True)
 
-
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
 # -- dataset ------------------------------------------------------------------------------------

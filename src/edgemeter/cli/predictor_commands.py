@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from edgemeter.cli import echo_table
+
 # Shared by every command that loads a predictor by name.
 VERSION_OPTION = click.option("--version", "version", metavar="V",
                               help="Predictor version (default: the one built on a machine "
@@ -51,7 +53,7 @@ def list_cmd(as_json: bool) -> None:
                      p.backend or f"BROKEN: {p.problem}", str(len(p.kernels)) if p.kernels else "",
                      p.origin, p.created[:10],
                      "" if p.problem else "this machine kind" if here[p.path] else "another"))
-    _table(rows)
+    echo_table(rows)
 
 
 @predictors.command()
@@ -112,7 +114,7 @@ def info(name: str, version: str | None, as_json: bool) -> None:
         samples = entry.get("samples") or fitted_rows.get(kernel, "")
         rows.append((kernel, entry.get("algo", "?"), str(samples),
                      *(_pct(acc.get(key)) for key in ("rmspe", "within_5", "within_10"))))
-    _table(rows, indent="  ")
+    echo_table(rows, indent="  ")
     for kernel, why in sorted(manifest["missing_kernels"].items()):
         click.echo(f"  missing:   {kernel} ({why})")
     for diff in fingerprint.differences(built_on, manifest["runtime_versions"]):
@@ -186,8 +188,3 @@ def port_cmd(name: str, version: str | None, new_version: str, out: str,
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
-
-def _table(rows: list[tuple[str, ...]], indent: str = "") -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo(indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
