@@ -159,5 +159,4 @@ def _print_table(results: list) -> None:
             click.echo(f"warning: {p.model}: {warning}", err=True)
 
 
-
 # -- dataset ------------------------------------------------------------------------------------

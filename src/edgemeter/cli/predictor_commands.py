@@ -187,4 +187,3 @@ def port_cmd(name: str, version: str | None, new_version: str, out: str,
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
-
