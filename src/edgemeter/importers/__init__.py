@@ -39,12 +39,13 @@ def load_graph(model: Any, input_shapes: InputShapes | None = None) -> Graph:
 
     if isinstance(model, Graph) and all(node.cost is not None for node in model.nodes):
         return model
-    for name, dims in (input_shapes or {}).items():
+    input_shapes = input_shapes or {}
+    for name, dims in input_shapes.items():
         if any(d < 1 for d in dims):  # shape inference would carry a 0 through to a prediction
             shown = "x".join(map(str, dims))
             raise ConfigError(f"bad input shape {f'{name}={shown}' if name else shown}: every "
                               "dim must be 1 or more")
-    graph = _import(model, input_shapes or {})
+    graph = _import(model, input_shapes)
     annotate(graph)
     return graph
 
