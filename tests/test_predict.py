@@ -259,6 +259,9 @@ def test_calibration_scales_by_the_anchor_ratio(trained, capsys):
     # Timed now on the package's own backend: a real anchor time, within a plausible range.
     now = base.calibrated()
     assert 0.01 < now.predict(path).latency_ms / base.predict(path).latency_ms < 100
+    for bad in (0, -0.5, float("nan"), "0.5", True):  # would scale predictions to nonsense
+        with pytest.raises(ConfigError, match="an anchor time must be a positive number"):
+            base.calibrated(bad)
     # Anchor times of another anchor network do not compare.
     package.extra["anchor"] = {"version": 0, "anchor_ms": 0.4}
     assert Predictor(package).anchor_ms is None

@@ -54,7 +54,7 @@ def _example(torch: Any, input_shapes: dict[str, list[int]], example_input: Any
         return args, [name for name in input_shapes if name] or None
     if not input_shapes:
         raise ConfigError("a PyTorch model needs its input shape: --input-shape 1x3x224x224 "
-                          "(or input_shapes={'': [1, 3, 224, 224]}, or example_input=tensor)")
+                          "on the command line, input_shape=[1, 3, 224, 224] to predict()")
     args = tuple(torch.zeros(dims) for dims in input_shapes.values())
     names = [name or "input" for name in input_shapes]
     return args, names

@@ -31,7 +31,7 @@ import numpy as np
 from edgemeter.errors import ConfigError, ModelError
 from edgemeter.graph import Graph
 from edgemeter.kernels.detect import Kernel
-from edgemeter.predictor.model import KernelRows, Predictor
+from edgemeter.predictor.model import KernelRows, Predictor, positive
 from edgemeter.predictor.package import check_name
 
 FORMAT = "edgemeter-ensemble/1"
@@ -144,8 +144,8 @@ class Ensemble(Predictor):
     def calibrated(self, anchor_ms: float | None = None) -> Ensemble:
         """Every member at the machine speed where the anchor takes ``anchor_ms`` (None: timed
         now, as :meth:`Predictor.calibrated`)."""
-        return Ensemble(self.members, self.name, self.version,
-                        self.anchor_now() if anchor_ms is None else anchor_ms)
+        return Ensemble(self.members, self.name, self.version, self.anchor_now()
+                        if anchor_ms is None else positive(anchor_ms, "an anchor time"))
 
     def kernel_latencies(self, kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray]:
         raise ConfigError(f"{self.label} is an ensemble: its members' raw kernel latencies are "

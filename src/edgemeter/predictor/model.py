@@ -163,6 +163,15 @@ def _input_shapes(spec: InputShape) -> dict[str, list[int]] | None:
                       "or 'NAME=DxDx...' strings")
 
 
+def positive(value: Any, what: str) -> float:
+    """``value`` as a float where it is a finite number above 0, else a ConfigError naming
+    ``what``: a zero or negative speed or level would scale every prediction to nonsense."""
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and np.isfinite(value)
+                                       and value > 0):
+        raise ConfigError(f"{what} must be a positive number, got {value!r}")
+    return float(value)
+
+
 class Predictor:
     """Predicts model latency with one predictor package (see the module docstring)."""
 
@@ -259,8 +268,8 @@ class Predictor:
             raise ConfigError(f"{self.package.label} was built without the speed anchor (or "
                               "with another version of it) and cannot be calibrated")
         calibrated = Predictor(self.package, self.engine)
-        calibrated.speed_ratio = (self.anchor_now() if anchor_ms is None
-                                  else anchor_ms) / self.anchor_ms
+        calibrated.speed_ratio = (self.anchor_now() if anchor_ms is None else positive(
+            anchor_ms, "an anchor time")) / self.anchor_ms
         return calibrated
 
     def leveled(self, level: float | None = None, **options: Any) -> Predictor:
@@ -278,10 +287,8 @@ class Predictor:
 
             found = measure_level(self, **options)
             level = found["median"]
-        if not (isinstance(level, (int, float)) and np.isfinite(level) and level > 0):
-            raise ConfigError(f"a level must be a positive number, got {level!r}")
         leveled = copy.copy(self)
-        leveled.level, leveled.reference_level = float(level), found
+        leveled.level, leveled.reference_level = positive(level, "a level"), found
         return leveled
 
     @property
