@@ -60,6 +60,8 @@ def test_the_mean_of_members_at_the_first_members_speed(builds):
     assert slow.anchor_ms == 0.4 and slow.speed_ratio == pytest.approx(1.25)
     with pytest.raises(ConfigError, match="an anchor time must be a positive number"):
         ensemble.calibrated(0)  # not read as "no anchor time given"
+    with pytest.raises(ConfigError, match="an anchor time must be a positive number"):
+        Ensemble(ensemble.members, ensemble.name, ensemble.version, -0.4)
     # Timed now on the members' backend (`edgemeter predict --calibrate`): a real anchor time.
     now = ensemble.calibrated()
     assert isinstance(now, Ensemble) and 0.01 < now.speed_ratio < 100

@@ -124,7 +124,8 @@ class Ensemble(Predictor):
                              "at one machine speed")
         self.members = list(members)
         self._version = version
-        self.speed_ratio = (anchor_ms or first.anchor_ms) / first.anchor_ms
+        self.speed_ratio = (first.anchor_ms if anchor_ms is None
+                            else positive(anchor_ms, "an anchor time")) / first.anchor_ms
         at = first.anchor_ms * self.speed_ratio
         self._at_speed = [m.calibrated(at) for m in members]
 
@@ -144,8 +145,8 @@ class Ensemble(Predictor):
     def calibrated(self, anchor_ms: float | None = None) -> Ensemble:
         """Every member at the machine speed where the anchor takes ``anchor_ms`` (None: timed
         now, as :meth:`Predictor.calibrated`)."""
-        return Ensemble(self.members, self.name, self.version, self.anchor_now()
-                        if anchor_ms is None else positive(anchor_ms, "an anchor time"))
+        return Ensemble(self.members, self.name, self.version,
+                        self.anchor_now() if anchor_ms is None else anchor_ms)
 
     def kernel_latencies(self, kernels: Sequence[Kernel]) -> tuple[np.ndarray, np.ndarray]:
         raise ConfigError(f"{self.label} is an ensemble: its members' raw kernel latencies are "
